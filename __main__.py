@@ -1,0 +1,24 @@
+"""Workspace ONE Access <-> load balancer SSL trust: one AccessTrust per cluster of this stack."""
+
+import pulumi
+
+from components.access_trust import AccessTrust, observe_and_approve
+from components.settings import SettingsError, load_settings
+
+try:
+    settings = load_settings()
+except SettingsError as problem:
+    raise pulumi.RunError(str(problem)) from None
+
+# Every cluster is observed and approved before anything is declared: a refusal for one
+# cluster leaves every load balancer of every cluster as it was.
+observations = {cluster.name: observe_and_approve(cluster) for cluster in settings.clusters}
+
+for cluster in settings.clusters:
+    trust = AccessTrust(
+        cluster,
+        settings.load_balancers_for(cluster.name),
+        observations[cluster.name],
+        expiry_warning_days=settings.expiry_warning_days,
+    )
+    pulumi.export(cluster.name, trust.exports)

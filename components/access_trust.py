@@ -1,0 +1,201 @@
+"""The seed procedure for one cluster, as a component: both directions of SSL trust.
+
+Data flows one way: the cluster observation (made while the program runs, so preview shows
+it) -> the approved root CA(s) -> every load balancer's trust store; the node certificate
+with the names the termination mode requires; and, where the load balancer terminates SSL
+with its own private CA, that CA on the appliance.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+import pulumi
+
+from components import pki
+from components.appliance.certificate import ApplianceCertificate
+from components.appliance.client import ApplianceError, NodeAddress
+from components.appliance.lb_root import ApplianceLoadBalancerRootCA
+from components.appliance.observation import (
+    ClusterObservation,
+    TrustDecisionError,
+    decide_trust,
+    observe_cluster,
+)
+from components.appliance.root_ca import ApplianceRootCA
+from components.settings import Cluster
+from components.trust_stores import ClusterTrust, declare_trust_store
+
+__all__ = ["AccessTrust", "observe_and_approve"]
+
+
+def node_addresses(cluster: Cluster) -> list[NodeAddress]:
+    return [
+        NodeAddress(node.fqdn, node.address, node.service_port, node.configurator_port)
+        for node in cluster.nodes
+    ]
+
+
+def observe_and_approve(cluster: Cluster, now: datetime | None = None) -> ClusterObservation:
+    """Observe the cluster now and apply the trust rules; a refusal is a clean program error.
+
+    Runs before any resource is declared, so a refused trust leaves every load balancer as
+    it was (principle: nothing is trusted that was not verified).
+    """
+    try:
+        if cluster.load_balancer_root_ca is not None:
+            source = f"config key clusters[{cluster.name}].load_balancer_root_ca"
+            pki.check_ca(pki.load_certificate(cluster.load_balancer_root_ca, source), source, now)
+        observation = observe_cluster(cluster.name, node_addresses(cluster), now=now)
+        decide_trust(observation, cluster.root_ca_sha256, cluster.trust_on_first_use)
+    except (ApplianceError, TrustDecisionError, pki.CertificateError) as problem:
+        message = str(problem)
+        if not message.startswith(f"cluster {cluster.name}"):
+            message = f"cluster {cluster.name}: {message}"
+        raise pulumi.RunError(message) from None
+    return observation
+
+
+class AccessTrust(pulumi.ComponentResource):
+    """SSL trust between one Workspace ONE Access cluster and the load balancers in front of it."""
+
+    def __init__(
+        self,
+        cluster: Cluster,
+        load_balancers: Sequence[Any],
+        observation: ClusterObservation,
+        *,
+        expiry_warning_days: int,
+        now: datetime | None = None,
+        opts: pulumi.ResourceOptions | None = None,
+    ) -> None:
+        super().__init__("ws1-access-lb-trust:index:AccessTrust", cluster.name, None, opts)
+        child = pulumi.ResourceOptions(parent=self)
+        nodes = node_addresses(cluster)
+
+        self.root_ca = ApplianceRootCA(
+            f"{cluster.name}-root-ca",
+            cluster=cluster.name,
+            nodes=nodes,
+            pins=list(cluster.root_ca_sha256),
+            trust_on_first_use=cluster.trust_on_first_use,
+            observation=observation,
+            opts=child,
+        )
+        trust = ClusterTrust(
+            cluster=cluster.name,
+            service_fqdn=cluster.service_fqdn,
+            nodes=cluster.nodes,
+            root_ca_bundle_pem=self.root_ca.root_ca_bundle_pem,
+            root_ca_sha256s=self.root_ca.root_ca_sha256s,
+        )
+        self.trust_stores = {
+            lb.name: declare_trust_store(lb, trust, self) for lb in load_balancers
+        }
+
+        if cluster.manage_certificate:
+            required = pki.required_names(
+                cluster.service_fqdn, cluster.node_fqdns, cluster.passthrough, cluster.extra_sans
+            )
+            self.certificate: ApplianceCertificate | None = ApplianceCertificate(
+                f"{cluster.name}-certificate",
+                cluster=cluster.name,
+                nodes=nodes,
+                common_name=cluster.service_fqdn,
+                sans=list(required),
+                admin_password_key=cluster.admin_password_key,
+                trusted_root_ca_bundle_pem=self.root_ca.root_ca_bundle_pem,
+                observation=observation,
+                opts=child,
+            )
+            planned = set(observation.root_ca_sha256s)
+            self.certificate.served.apply(lambda served: self._warn_untrusted(served, planned))
+        else:
+            self.certificate = None
+
+        if cluster.load_balancer_root_ca:
+            ApplianceLoadBalancerRootCA(
+                f"{cluster.name}-load-balancer-root-ca",
+                cluster=cluster.name,
+                nodes=nodes,
+                certificate_pem=cluster.load_balancer_root_ca,
+                admin_password_key=cluster.admin_password_key,
+                trusted_root_ca_bundle_pem=self.root_ca.root_ca_bundle_pem,
+                opts=child,
+            )
+
+        self._warn_at_plan_time(cluster, observation, expiry_warning_days, now)
+        self.exports = self._exports(cluster, observation, now)
+        self.register_outputs({"trust": self.exports})
+
+    def _warn_at_plan_time(
+        self,
+        cluster: Cluster,
+        observation: ClusterObservation,
+        warning_days: int,
+        now: datetime | None,
+    ) -> None:
+        if cluster.trust_on_first_use:
+            pulumi.log.warn(
+                f"cluster {cluster.name}: TRUST ON FIRST USE. The load balancers will trust "
+                f"root CA {', '.join(observation.root_ca_sha256s)} as the nodes publish it, "
+                "without a pin. Compare it with the appliance console (Install SSL "
+                "Certificates > Server Certificate) and pin it with root_ca_sha256.",
+                resource=self,
+            )
+        for root_ca in observation.root_cas:
+            self._warn_expiry(cluster.name, "root CA", root_ca, warning_days, now)
+        for node in observation.nodes:
+            self._warn_expiry(
+                cluster.name,
+                f"certificate served by node {node.fqdn}",
+                node.served_certificate,
+                warning_days,
+                now,
+            )
+
+    def _warn_expiry(
+        self, cluster: str, what: str, certificate: Any, warning_days: int, now: datetime | None
+    ) -> None:
+        days = pki.days_until_expiry(certificate, now)
+        if days <= warning_days:
+            summary = pki.summarize(certificate)
+            pulumi.log.warn(
+                f"cluster {cluster}: {what} {summary.subject} ({summary.sha256}) expires in "
+                f"{days} days, on {summary.not_after.date().isoformat()}.",
+                resource=self,
+            )
+
+    def _warn_untrusted(self, served: Any, planned: set[str]) -> None:
+        for fqdn, node in (served or {}).items():
+            root = node.get("root_ca_sha256")
+            if root and root not in planned:
+                pulumi.log.warn(
+                    f"node {fqdn} now serves a certificate issued by root CA {root}, which the "
+                    "load balancers do not trust yet (the appliance made a new root CA when it "
+                    "regenerated the certificate). Run `pulumi preview` to review it and "
+                    "`pulumi up` to trust it; see README, 'Rotating the appliance certificate'.",
+                    resource=self,
+                )
+
+    def _exports(
+        self, cluster: Cluster, observation: ClusterObservation, now: datetime | None
+    ) -> dict[str, Any]:
+        days_left = min(pki.days_until_expiry(root, now) for root in observation.root_cas)
+        return {
+            "service_fqdn": cluster.service_fqdn,
+            "root_ca_sha256s": self.root_ca.root_ca_sha256s,
+            "root_ca_days_to_expiry": days_left,
+            "observed_at": (now or datetime.now(UTC)).replace(microsecond=0).isoformat(),
+            "load_balancers": {
+                name: {
+                    "trusted_sha256s": outputs.trusted_sha256s,
+                    "object_names": outputs.object_names,
+                    "days_to_expiry": days_left,
+                }
+                for name, outputs in self.trust_stores.items()
+            },
+            "node_certificates": self.certificate.served if self.certificate else None,
+        }

@@ -1,0 +1,407 @@
+"""HTTPS client for one Workspace ONE Access node: the one place that knows appliance URLs.
+
+Two surfaces are used:
+
+* the service port (443): the root CA PEM and the certificate served in the TLS handshake;
+* the appliance configurator (8443, "VA Configuration"): a cookie session with an X-Vk
+  token read from the login page, then form-encoded POSTs, as VMware's own PowerShell
+  module does for first-boot setup.
+
+The configurator requests behind "Auto Generate Certificate" and the load balancer root CA
+page are NOT publicly documented. Their paths and form fields live in `CONFIGURATOR_PATHS`
+below and nowhere else; an operator whose appliance version differs overrides them with the
+environment variable `WS1_ACCESS_CONFIGURATOR_PATHS` (README, "Checking the configurator
+paths against your appliance").
+
+Clients connect to the node's address but verify the node's FQDN (SNI + hostname check),
+so a stack works before DNS is in place. Nothing here is kept between calls: a session is
+opened, used and closed inside one provider method.
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import os
+import re
+import ssl
+import tempfile
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+import requests
+from cryptography import x509
+from requests.adapters import HTTPAdapter
+from urllib3.util.retry import Retry
+
+from components import pki
+
+__all__ = [
+    "ADMIN_PASSWORD_VARIABLE",
+    "CONFIGURATOR_PATHS",
+    "ApplianceError",
+    "ConfiguratorSession",
+    "open_configurator",
+    "NodeAddress",
+    "ServedNode",
+    "observe_node",
+]
+
+ROOT_CA_PATH = "/horizon_workspace_rootca.pem"
+HEARTBEAT_PATH = "/SAAS/API/1.0/REST/system/health/heartbeat"
+
+# (method, path) of each configurator operation. Unverified against a real appliance: see
+# the module docstring. Emulators/appliance.py implements exactly this table.
+CONFIGURATOR_PATHS: Mapping[str, tuple[str, str]] = {
+    "login_page": ("GET", "/cfg/login"),
+    "login": ("POST", "/cfg/login"),
+    "certificate": ("GET", "/cfg/ssl/certificate"),
+    "generate": ("POST", "/cfg/ssl/generateCertificate"),
+    "lb_root_ca_get": ("GET", "/cfg/ssl/lbRootCa"),
+    "lb_root_ca_set": ("POST", "/cfg/ssl/lbRootCa"),
+}
+PATHS_OVERRIDE_VARIABLE = "WS1_ACCESS_CONFIGURATOR_PATHS"
+# Where the admin password comes from when the stack config has no secret for it.
+ADMIN_PASSWORD_VARIABLE = "WS1_ACCESS_ADMIN_PASSWORD"  # noqa: S105 (a variable's name)
+
+DEFAULT_TIMEOUT = 15.0
+_VK_TOKEN = re.compile(r"""ec_wiz\.vk\s*=\s*['"]([^'"]+)['"]""")
+_ATTEMPTS = 3  # idempotent reads only; writes are never retried blindly
+
+
+class ApplianceError(RuntimeError):
+    """A node could not be reached or answered unexpectedly; str() is an operator sentence."""
+
+
+@dataclass(frozen=True)
+class NodeAddress:
+    """How to reach one node: connect to `address`, verify `fqdn`."""
+
+    fqdn: str
+    address: str
+    service_port: int = 443
+    configurator_port: int = 8443
+
+    @classmethod
+    def from_input(cls, value: Mapping[str, Any]) -> NodeAddress:
+        return cls(
+            fqdn=str(value["fqdn"]),
+            address=str(value["address"]),
+            service_port=int(value["service_port"]),
+            configurator_port=int(value["configurator_port"]),
+        )
+
+    def as_input(self) -> dict[str, Any]:
+        return {
+            "fqdn": self.fqdn,
+            "address": self.address,
+            "service_port": self.service_port,
+            "configurator_port": self.configurator_port,
+        }
+
+
+@dataclass(frozen=True)
+class ServedNode:
+    """What one node serves right now: its published root CA and its handshake certificate.
+
+    The served certificate has been verified against the node's own published root CA for
+    the node's FQDN. Whether that root CA deserves trust (pin or trust on first use) is the
+    caller's decision, not this class's.
+    """
+
+    fqdn: str
+    root_ca: x509.Certificate
+    served_certificate: x509.Certificate
+
+    @property
+    def root_ca_sha256(self) -> str:
+        return pki.sha256_fingerprint(self.root_ca)
+
+    @property
+    def served_sha256(self) -> str:
+        return pki.sha256_fingerprint(self.served_certificate)
+
+
+def configurator_paths() -> Mapping[str, tuple[str, str]]:
+    """The path table, with the operator's override applied when one is set."""
+    override = os.environ.get(PATHS_OVERRIDE_VARIABLE)
+    if not override:
+        return CONFIGURATOR_PATHS
+    try:
+        extra = json.loads(override)
+        merged = dict(CONFIGURATOR_PATHS)
+        for name, (method, path) in extra.items():
+            if name not in CONFIGURATOR_PATHS:
+                raise KeyError(name)
+            merged[name] = (str(method).upper(), str(path))
+        return merged
+    except (ValueError, KeyError, TypeError) as problem:
+        raise ApplianceError(
+            f"environment variable {PATHS_OVERRIDE_VARIABLE} is not valid ({problem}); expected "
+            'JSON like {"generate": ["POST", "/cfg/ssl/generateCertificate"]} with names from: '
+            f"{', '.join(CONFIGURATOR_PATHS)}."
+        ) from None
+
+
+def observe_node(node: NodeAddress, timeout: float = DEFAULT_TIMEOUT) -> ServedNode:
+    """Read the node's root CA and served certificate over ONE connection, then verify them.
+
+    This is the trust-on-first-use observation step, and the only unverified handshake in
+    the program: before we hold the appliance root CA there is nothing to verify the first
+    connection with. Nothing read here is trusted until `pki.verify_served_chain` has
+    checked that the served certificate chains to the published root CA for this node's
+    FQDN, and the caller has checked that root CA against the pin (or warned loudly).
+    """
+    last_problem = ""
+    for attempt in range(_ATTEMPTS):
+        try:
+            served_der, status, body = _fetch_root_ca_unverified(node, timeout)
+            break
+        except (OSError, http.client.HTTPException) as problem:
+            last_problem = _describe_network_problem(problem)
+            time.sleep(0.2 * (2**attempt))
+    else:
+        raise ApplianceError(
+            f"node {node.fqdn} ({node.address}:{node.service_port}): could not read the root CA "
+            f"after {_ATTEMPTS} attempts: {last_problem}."
+        )
+    source = f"the root CA served by node {node.fqdn} at {ROOT_CA_PATH}"
+    if status != 200:
+        raise ApplianceError(
+            f"node {node.fqdn}: {ROOT_CA_PATH} answered HTTP {status}; expected 200 with the "
+            "appliance root CA in PEM form."
+        )
+    root_ca = pki.load_certificate(body, source)
+    served_certificate = x509.load_der_x509_certificate(served_der)
+    pki.verify_served_chain(
+        [served_certificate],
+        [root_ca],
+        node.fqdn,
+        f"the certificate served by node {node.fqdn}",
+    )
+    return ServedNode(fqdn=node.fqdn, root_ca=root_ca, served_certificate=served_certificate)
+
+
+def _fetch_root_ca_unverified(node: NodeAddress, timeout: float) -> tuple[bytes, int, bytes]:
+    # Deliberate trust-on-first-use observation (see observe_node): certificate checks are
+    # done afterwards with cryptography, on exactly the bytes this connection saw.
+    context = ssl.create_default_context()
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    connection = _SniConnection(
+        node.address, node.service_port, node.fqdn, timeout=timeout, context=context
+    )
+    try:
+        connection.connect()
+        assert connection.sock is not None
+        served_der = connection.sock.getpeercert(binary_form=True)
+        if not served_der:
+            raise ApplianceError(f"node {node.fqdn} presented no certificate in the TLS handshake.")
+        connection.request("GET", ROOT_CA_PATH, headers={"Host": node.fqdn})
+        response = connection.getresponse()
+        return served_der, response.status, response.read(1024 * 1024)
+    finally:
+        connection.close()
+
+
+class _SniConnection(http.client.HTTPSConnection):
+    """An HTTPS connection to an address that sends the node's FQDN as SNI."""
+
+    def __init__(self, address: str, port: int, fqdn: str, **kwargs: Any) -> None:
+        super().__init__(address, port, **kwargs)
+        self._fqdn = fqdn
+
+    def connect(self) -> None:
+        http.client.HTTPConnection.connect(self)
+        self.sock = self._context.wrap_socket(  # type: ignore[attr-defined]
+            self.sock, server_hostname=self._fqdn
+        )
+
+
+class _NodeAdapter(HTTPAdapter):
+    """requests adapter that connects to an address and verifies the node's FQDN."""
+
+    def __init__(self, fqdn: str, retries: Retry) -> None:
+        self._fqdn = fqdn
+        super().__init__(max_retries=retries)
+
+    def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
+        kwargs["server_hostname"] = self._fqdn
+        kwargs["assert_hostname"] = self._fqdn
+        super().init_poolmanager(*args, **kwargs)
+
+
+@contextmanager
+def _verified_session(node: NodeAddress, trusted_roots_pem: str) -> Iterator[requests.Session]:
+    # requests wants a file for its CA bundle; it lives only as long as the session.
+    with tempfile.NamedTemporaryFile("w", suffix=".pem", prefix="ws1-roots-") as ca_file:
+        ca_file.write(trusted_roots_pem)
+        ca_file.flush()
+        session = requests.Session()
+        session.verify = ca_file.name
+        session.trust_env = False  # no proxy from the environment between us and the node
+        # Retries: connection errors for every method, HTTP 5xx for idempotent reads only.
+        retries = Retry(
+            total=_ATTEMPTS - 1,
+            connect=_ATTEMPTS - 1,
+            read=0,
+            status=_ATTEMPTS - 1,
+            status_forcelist=(500, 502, 503, 504),
+            allowed_methods=frozenset({"GET"}),
+            backoff_factor=0.2,
+            raise_on_status=False,
+        )
+        session.mount("https://", _NodeAdapter(node.fqdn, retries))
+        try:
+            yield session
+        finally:
+            session.close()
+
+
+@contextmanager
+def open_configurator(
+    node: NodeAddress,
+    trusted_roots_pem: str,
+    password: str,
+    timeout: float = DEFAULT_TIMEOUT,
+) -> Iterator[ConfiguratorSession]:
+    """Log in to the node's configurator over TLS verified against `trusted_roots_pem`.
+
+    The password is used for the login request only: it is never stored, logged, or
+    included in an error.
+    """
+    with _verified_session(node, trusted_roots_pem) as http_session:
+        session = ConfiguratorSession(node, http_session, timeout)
+        session._login(password)
+        yield session
+
+
+class ConfiguratorSession:
+    """A logged-in appliance configurator session on one node (see `open_configurator`)."""
+
+    def __init__(self, node: NodeAddress, http_session: requests.Session, timeout: float) -> None:
+        self._node = node
+        self._session = http_session
+        self._timeout = timeout
+        self._paths = configurator_paths()
+        self._vk = ""
+
+    # Operations -------------------------------------------------------------------------
+
+    def current_certificate(self) -> x509.Certificate:
+        """The server certificate the configurator reports for this node."""
+        answer = self._call("certificate")
+        return pki.load_certificate(
+            str(answer.get("certificate", "")),
+            f"the server certificate reported by the configurator of node {self._node.fqdn}",
+        )
+
+    def generate_certificate(self, common_name: str, sans: Sequence[str]) -> x509.Certificate:
+        """'Auto Generate Certificate (self-signed)' with this CN and these SANs."""
+        answer = self._call(
+            "generate", {"commonName": common_name, "subjectAltNames": ",".join(sans)}
+        )
+        return pki.load_certificate(
+            str(answer.get("certificate", "")),
+            f"the certificate generated by the configurator of node {self._node.fqdn}",
+        )
+
+    def load_balancer_root_ca(self) -> str:
+        """The load balancer root CA installed on this node, or '' when none is."""
+        return str(self._call("lb_root_ca_get").get("certificate", ""))
+
+    def install_load_balancer_root_ca(self, pem: str) -> None:
+        self._call("lb_root_ca_set", {"certificate": pem})
+
+    # Plumbing ---------------------------------------------------------------------------
+
+    def _url(self, name: str) -> tuple[str, str]:
+        method, path = self._paths[name]
+        return method, f"https://{self._node.address}:{self._node.configurator_port}{path}"
+
+    def _login(self, password: str) -> None:
+        method, url = self._url("login_page")
+        page = self._send(method, url, "open the configurator login page")
+        match = _VK_TOKEN.search(page.text)
+        if not match:
+            raise ApplianceError(
+                f"node {self._node.fqdn}: the configurator login page has no session token "
+                "(window.ec_wiz.vk); this appliance version may use other configurator "
+                f"paths (see {PATHS_OVERRIDE_VARIABLE} in the README)."
+            )
+        self._vk = match.group(1)
+        method, url = self._url("login")
+        answer = self._send(method, url, "log in to the configurator", {"password": password})
+        if answer.status_code == 401:
+            raise ApplianceError(
+                f"node {self._node.fqdn}: the configurator rejected the admin password "
+                "(HTTP 401); check the secret named by admin_password_key in the stack "
+                f"config, or {ADMIN_PASSWORD_VARIABLE}."
+            )
+        self._expect_ok(answer, "log in to the configurator")
+
+    def _call(self, name: str, form: Mapping[str, str] | None = None) -> dict[str, Any]:
+        method, url = self._url(name)
+        what = f"configurator operation '{name}' ({method} {self._paths[name][1]})"
+        answer = self._send(method, url, what, form)
+        self._expect_ok(answer, what)
+        try:
+            body = answer.json()
+        except ValueError:
+            raise ApplianceError(
+                f"node {self._node.fqdn}: {what} did not answer JSON; this appliance version may "
+                f"use other configurator paths (see {PATHS_OVERRIDE_VARIABLE} in the README)."
+            ) from None
+        if not isinstance(body, dict):
+            raise ApplianceError(f"node {self._node.fqdn}: {what} answered unexpected JSON.")
+        return body
+
+    def _send(
+        self, method: str, url: str, what: str, form: Mapping[str, str] | None = None
+    ) -> requests.Response:
+        headers = {"Accept": "application/json", "Host": self._node.fqdn}
+        if self._vk:
+            headers["X-Vk"] = self._vk
+        try:
+            return self._session.request(
+                method, url, data=form, headers=headers, timeout=self._timeout
+            )
+        except requests.RequestException as problem:
+            # `from None`: the chained exception would carry the request, and its body may
+            # hold the password.
+            raise ApplianceError(
+                f"node {self._node.fqdn} ({self._node.address}:{self._node.configurator_port}): "
+                f"could not {what}: {_describe_network_problem(problem)}."
+            ) from None
+
+    def _expect_ok(self, answer: requests.Response, what: str) -> None:
+        if answer.status_code != 200:
+            raise ApplianceError(
+                f"node {self._node.fqdn}: {what} failed with HTTP {answer.status_code}"
+                f"{_error_detail(answer)}; expected 200."
+            )
+
+
+def _error_detail(answer: requests.Response) -> str:
+    try:
+        body = answer.json()
+    except ValueError:
+        return ""
+    if isinstance(body, dict) and isinstance(body.get("error"), str):
+        return f" ({body['error'][:200]})"
+    return ""
+
+
+def _describe_network_problem(problem: BaseException) -> str:
+    """A short reason without URLs' query strings, bodies or other request data."""
+    text = type(problem).__name__
+    if isinstance(problem, requests.exceptions.SSLError | ssl.SSLError):
+        return f"TLS verification failed ({text}); the node's certificate is not trusted"
+    if isinstance(problem, requests.exceptions.Timeout | TimeoutError):
+        return f"no answer in time ({text})"
+    if isinstance(problem, requests.exceptions.ConnectionError | ConnectionError):
+        return f"connection failed ({text})"
+    return text

@@ -1,0 +1,993 @@
+"""Turn the stack configuration into typed, validated settings whose errors name the config key."""
+
+from __future__ import annotations
+
+import difflib
+import ipaddress
+import re
+from collections.abc import Collection, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar, Literal, TypeAlias
+
+import pulumi
+import pulumi.runtime
+from pulumi.config import ConfigTypeError
+
+__all__ = [
+    "ADMIN_PASSWORD_ENVIRONMENT_VARIABLE",
+    "PROJECT",
+    "Cluster",
+    "F5LoadBalancer",
+    "LoadBalancer",
+    "Node",
+    "PemFileLoadBalancer",
+    "Settings",
+    "SettingsError",
+    "SslTermination",
+    "VirtualServer",
+    "load_settings",
+    "parse_settings",
+]
+
+PROJECT = "ws1-access-lb-trust"
+# Names of places a password is kept, not passwords (hence the noqa).
+ADMIN_PASSWORD_ENVIRONMENT_VARIABLE = "WS1_ACCESS_ADMIN_PASSWORD"  # noqa: S105
+
+SslTermination: TypeAlias = Literal["load_balancer", "passthrough"]
+
+_CONFIGURATOR_PORT = 8443
+_DEFAULT_ADMIN_PASSWORD_KEY = "applianceAdminPassword"  # noqa: S105
+_DEFAULT_BIGIP_PASSWORD_KEY = "bigipPassword"  # noqa: S105
+_TOP_LEVEL_KEYS = ("clusters", "load_balancers", "expiry_warning_days")
+_CLUSTER_KEYS = (
+    "name",
+    "service_fqdn",
+    "ssl_termination",
+    "nodes",
+    "root_ca_sha256",
+    "trust_on_first_use",
+    "extra_sans",
+    "manage_certificate",
+    "admin_password_key",
+    "load_balancer_root_ca",
+)
+_NODE_KEYS = ("fqdn", "address", "service_port", "configurator_port")
+_COMMON_LB_KEYS = ("name", "kind", "cluster")
+_PEM_FILE_KEYS = (*_COMMON_LB_KEYS, "path")
+_F5_KEYS = (
+    *_COMMON_LB_KEYS,
+    "address",
+    "port",
+    "username",
+    "password_key",
+    "partition",
+    "management_ca_path",
+    "validate_management_certificate",
+    "server_ssl_profile",
+    "virtual_server",
+)
+_VIRTUAL_SERVER_KEYS = ("destination", "port", "client_ssl_profile")
+_KIND_KEYS = {"f5": _F5_KEYS, "pem_file": _PEM_FILE_KEYS}
+
+_NAME = re.compile(r"[a-z0-9](?:[a-z0-9-]{0,38}[a-z0-9])?")
+_LABEL = re.compile(r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?", re.IGNORECASE)
+_CONFIG_KEY = re.compile(r"[A-Za-z][A-Za-z0-9_.-]*")
+_F5_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_.-]{0,254}")
+_F5_PATH = re.compile(r"(?:/[A-Za-z0-9_.][A-Za-z0-9_.-]*){2,}")
+_FINGERPRINT = re.compile(r"(?:[0-9A-Fa-f]{2}:){31}[0-9A-Fa-f]{2}|[0-9A-Fa-f]{64}")
+_PEM_CERTIFICATE = re.compile(
+    r"-----BEGIN CERTIFICATE-----\s.*?-----END CERTIFICATE-----", re.DOTALL
+)
+_PEM_PRIVATE_KEY = re.compile(r"-----BEGIN [A-Z ]*PRIVATE KEY-----")
+
+
+# ---------------------------------------------------------------------------- the model
+
+
+@dataclass(frozen=True)
+class Node:
+    """One appliance of a cluster: the name it is known by and where to connect to it."""
+
+    fqdn: str
+    address: str
+    service_port: int = 443
+    configurator_port: int = _CONFIGURATOR_PORT
+
+
+@dataclass(frozen=True)
+class Cluster:
+    """A Workspace ONE Access cluster: its nodes, how its root CA is trusted, its certificate."""
+
+    name: str
+    service_fqdn: str
+    ssl_termination: SslTermination
+    nodes: tuple[Node, ...]
+    root_ca_sha256: tuple[str, ...] = ()
+    trust_on_first_use: bool = False
+    extra_sans: tuple[str, ...] = ()
+    manage_certificate: bool = True
+    admin_password_key: str = _DEFAULT_ADMIN_PASSWORD_KEY
+    # False means the provider falls back to ADMIN_PASSWORD_ENVIRONMENT_VARIABLE.
+    admin_password_in_config: bool = False
+    load_balancer_root_ca: str | None = field(default=None, repr=False)
+
+    @property
+    def passthrough(self) -> bool:
+        """True when the load balancer passes TLS through to the nodes."""
+        return self.ssl_termination == "passthrough"
+
+    @property
+    def node_fqdns(self) -> tuple[str, ...]:
+        return tuple(node.fqdn for node in self.nodes)
+
+    @property
+    def needs_admin_password(self) -> bool:
+        """True when something has to log in to the appliance configurator."""
+        return self.manage_certificate or self.load_balancer_root_ca is not None
+
+
+@dataclass(frozen=True)
+class VirtualServer:
+    """The BIG-IP virtual server that users reach the cluster through."""
+
+    destination: str
+    port: int = 443
+    client_ssl_profile: str | None = None
+
+
+@dataclass(frozen=True)
+class F5LoadBalancer:
+    """An F5 BIG-IP that trusts the appliance root CA in a server-SSL profile."""
+
+    kind: ClassVar[Literal["f5"]] = "f5"
+
+    name: str
+    cluster: str
+    address: str
+    username: str
+    port: int = 443
+    password_key: str = _DEFAULT_BIGIP_PASSWORD_KEY
+    password_in_config: bool = False
+    partition: str = "Common"
+    management_ca_path: Path | None = None
+    validate_management_certificate: bool = True
+    server_ssl_profile: str = ""  # empty: ws1-<cluster>-serverssl
+    virtual_server: VirtualServer | None = None
+
+    def __post_init__(self) -> None:
+        if not self.server_ssl_profile:
+            object.__setattr__(self, "server_ssl_profile", f"ws1-{self.cluster}-serverssl")
+
+    @property
+    def server_ssl_profile_path(self) -> str:
+        """The profile's full path, as BIG-IP and pulumi_f5bigip name it."""
+        return f"/{self.partition}/{self.server_ssl_profile}"
+
+
+@dataclass(frozen=True)
+class PemFileLoadBalancer:
+    """A load balancer that reads its trusted CAs from a PEM bundle file (NGINX, HAProxy)."""
+
+    kind: ClassVar[Literal["pem_file"]] = "pem_file"
+
+    name: str
+    cluster: str
+    path: Path
+
+
+LoadBalancer: TypeAlias = F5LoadBalancer | PemFileLoadBalancer
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything one stack declares."""
+
+    clusters: tuple[Cluster, ...]
+    load_balancers: tuple[LoadBalancer, ...]
+    expiry_warning_days: int = 30
+
+    def cluster(self, name: str) -> Cluster:
+        for cluster in self.clusters:
+            if cluster.name == name:
+                return cluster
+        raise KeyError(f"No cluster named {name!r} is declared in {PROJECT}:clusters.")
+
+    def load_balancers_for(self, cluster_name: str) -> tuple[LoadBalancer, ...]:
+        return tuple(lb for lb in self.load_balancers if lb.cluster == cluster_name)
+
+    def password_keys_not_set(self) -> tuple[str, ...]:
+        """Config keys a password is needed from but which the stack does not set.
+
+        For these the providers fall back to an environment variable, so the program
+        can check that it is there before anything is applied.
+        """
+        keys: list[str] = []
+        for cluster in self.clusters:
+            if cluster.needs_admin_password and not cluster.admin_password_in_config:
+                keys.append(cluster.admin_password_key)
+        for lb in self.load_balancers:
+            if isinstance(lb, F5LoadBalancer) and not lb.password_in_config:
+                keys.append(lb.password_key)
+        return tuple(dict.fromkeys(keys))
+
+
+class SettingsError(ValueError):
+    """The stack configuration is not usable; `problems` holds one line per problem."""
+
+    def __init__(self, problems: Sequence[str]) -> None:
+        self.problems = tuple(problems)
+        count = len(self.problems)
+        noun = "problem" if count == 1 else "problems"
+        header = f"The stack configuration has {count} {noun}:"
+        super().__init__("\n".join((header, *self.problems)))
+
+
+# ---------------------------------------------------------------------------- reading
+
+
+def load_settings() -> Settings:
+    """Read and validate this stack's configuration; raise SettingsError listing every problem."""
+    config = pulumi.Config(PROJECT)
+    raw: dict[str, Any] = {}
+    prefix = f"{PROJECT}:"
+    # Password values are never read here: only whether the key is set matters.
+    for full_key in (*pulumi.runtime.config.CONFIG.get(), *pulumi.runtime.get_config_env()):
+        if full_key.startswith(prefix):
+            raw[full_key[len(prefix) :]] = "(set)"
+    for key in ("clusters", "load_balancers"):
+        try:
+            value = config.get_object(key)
+        except ConfigTypeError:
+            # Not JSON: hand over the text, so the problem is reported with all the others.
+            value = config.get(key)
+        _put(raw, key, value)
+    _put(raw, "expiry_warning_days", config.get("expiry_warning_days"))
+    # The language host copies PULUMI_CONFIG_SECRET_KEYS into the runtime at start-up;
+    # reading both keeps a harness that only sets the environment truthful.
+    secret_keys = {prefix + key for key in raw if pulumi.runtime.is_config_secret(prefix + key)}
+    secret_keys.update(pulumi.runtime.get_config_secret_keys_env())
+    # Outside a real deployment (mocks, tests) the SDK reports a placeholder, not a directory.
+    root = pulumi.runtime.get_root_directory()
+    project_dir = Path(root) if root and Path(root).is_absolute() else Path.cwd()
+    return parse_settings(raw, secret_keys, project_dir=project_dir)
+
+
+def _put(raw: dict[str, Any], key: str, value: Any) -> None:
+    if value is None:
+        raw.pop(key, None)
+    else:
+        raw[key] = value
+
+
+def parse_settings(
+    raw: Mapping[str, Any],
+    secret_keys: Collection[str],
+    *,
+    project_dir: Path | None = None,
+) -> Settings:
+    """Validate the stack configuration and build the settings, or raise SettingsError.
+
+    `raw` maps each config key of the project namespace (without the `ws1-access-lb-trust:`
+    prefix) to its value, objects already decoded; `secret_keys` holds the full keys the
+    stack stores as secrets. Relative file paths are resolved against `project_dir`.
+    """
+    report = _Report()
+    hidden = {key for key in _TOP_LEVEL_KEYS if f"{PROJECT}:{key}" in secret_keys}
+    parser = _Parser(report, raw, frozenset(secret_keys), project_dir)
+
+    cluster_objects = _top_list(report, raw, "clusters", "clusters" in hidden)
+    lb_objects = _top_list(report, raw, "load_balancers", "load_balancers" in hidden)
+    clusters = parser.clusters(cluster_objects)
+    load_balancers = parser.load_balancers(lb_objects, clusters)
+    days_value = raw.get("expiry_warning_days")
+    expiry_warning_days = 30
+    if days_value is not None:
+        expiry_warning_days = _integer(
+            report,
+            "expiry_warning_days",
+            days_value,
+            "a whole number of days from 1 to 365",
+            1,
+            365,
+            "expiry_warning_days" in hidden,
+            30,
+        )
+
+    # Password keys are named inside the lists; without both lists, which keys are
+    # known cannot be told, and guessing would only add noise to the real problem.
+    if cluster_objects and lb_objects:
+        allowed = {*_TOP_LEVEL_KEYS, _DEFAULT_ADMIN_PASSWORD_KEY, _DEFAULT_BIGIP_PASSWORD_KEY}
+        allowed.update(parser.password_keys)
+        for key in raw:
+            if key not in allowed:
+                report.add(key, _unknown_key(key, sorted(allowed), top_level=True))
+
+    if report.lines:
+        raise SettingsError(report.lines)
+    return Settings(tuple(clusters), tuple(load_balancers), expiry_warning_days)
+
+
+class _Report:
+    def __init__(self) -> None:
+        self.lines: list[str] = []
+
+    def add(self, path: str, message: str) -> None:
+        line = f"- {PROJECT}:{path}: {message}"
+        if line not in self.lines:
+            self.lines.append(line)
+
+
+@dataclass
+class _Object:
+    """One config object being read: its path, its data, and whether values may be shown."""
+
+    report: _Report
+    path: str
+    data: Mapping[str, Any]
+    hidden: bool
+
+    def at(self, key: str) -> str:
+        return f"{self.path}.{key}"
+
+    def get(self, key: str) -> Any:
+        # A JSON null reads as "not given", so the default applies.
+        return self.data.get(key)
+
+    def problem(self, key: str | None, message: str) -> None:
+        self.report.add(self.at(key) if key else self.path, message)
+
+    def show(self, value: Any) -> str:
+        return "the given value" if self.hidden else _show(value)
+
+    def check_keys(self, known: Sequence[str], kind: str = "", other: Sequence[str] = ()) -> None:
+        for key in self.data:
+            if key in known:
+                continue
+            if key in other:
+                keys = ", ".join(known)
+                self.problem(key, f"does not apply to kind {kind} (its keys are: {keys}).")
+            else:
+                self.problem(key, _unknown_key(str(key), known))
+
+    def child(self, key: str, value: Mapping[str, Any]) -> _Object:
+        return _Object(self.report, key, value, self.hidden)
+
+    def text(self, key: str, expected: str, *, required: bool = True) -> str | None:
+        value = self.get(key)
+        if value is None:
+            if required:
+                self.problem(key, f"is required; expected {expected}.")
+            return None
+        if not isinstance(value, str) or not value.strip():
+            self.problem(key, f"expected {expected}, got {_kind(value)}.")
+            return None
+        return value.strip()
+
+    def boolean(self, key: str, default: bool) -> bool:
+        value = self.get(key)
+        if value is None:
+            return default
+        if isinstance(value, bool):
+            return value
+        # Values set with `pulumi config set --path` without --type arrive as text.
+        if isinstance(value, str) and value.strip().lower() in ("true", "false"):
+            return value.strip().lower() == "true"
+        shown = self.show(value) if isinstance(value, str) else _kind(value)
+        self.problem(key, f"expected true or false, got {shown}.")
+        return default
+
+    def port(self, key: str, default: int) -> int:
+        value = self.get(key)
+        if value is None:
+            return default
+        return _integer(
+            self.report, self.at(key), value, "a port number from 1 to 65535", 1, 65535,
+            self.hidden, default,
+        )
+
+
+def _integer(
+    report: _Report,
+    path: str,
+    value: Any,
+    expected: str,
+    low: int,
+    high: int,
+    hidden: bool,
+    default: int,
+) -> int:
+    number: int | None = None
+    if isinstance(value, int) and not isinstance(value, bool):
+        number = value
+    elif isinstance(value, str) and value.strip().isdigit():
+        number = int(value.strip())
+    if number is None:
+        shown = "the given value" if hidden else _show(value)
+        got = shown if isinstance(value, str | float) else _kind(value)
+        report.add(path, f"expected {expected}, got {got}.")
+        return default
+    if not low <= number <= high:
+        report.add(path, f"expected {expected}, got {'the given value' if hidden else number}.")
+        return default
+    return number
+
+
+def _top_list(report: _Report, raw: Mapping[str, Any], key: str, hidden: bool) -> list[_Object]:
+    what, example = {
+        "clusters": ("cluster", "ws1-prod"),
+        "load_balancers": ("load balancer", "ws1-prod-nginx"),
+    }[key]
+    value = raw.get(key)
+    if value is None:
+        report.add(
+            key,
+            f"is not set; declare at least one {what} with "
+            f"`pulumi config set --path '{key}[0].name' {example}` and its other fields, "
+            "or by editing stacks/Pulumi.<stack>.yaml.",
+        )
+        return []
+    if not isinstance(value, list) or isinstance(value, str):
+        report.add(key, f"expected a list of objects, got {_kind(value)}.")
+        return []
+    if not value:
+        report.add(key, f"expected at least one {what}, got an empty list.")
+        return []
+    objects: list[_Object] = []
+    for index, item in enumerate(value):
+        path = f"{key}[{index}]"
+        if isinstance(item, Mapping):
+            objects.append(_Object(report, path, item, hidden))
+        else:
+            report.add(path, f"expected an object, got {_kind(item)}.")
+    return objects
+
+
+class _Parser:
+    """Builds the model while collecting every problem, so one run reports them all."""
+
+    def __init__(
+        self,
+        report: _Report,
+        raw: Mapping[str, Any],
+        secret_keys: frozenset[str],
+        project_dir: Path | None,
+    ) -> None:
+        self.report = report
+        self.raw = raw
+        self.secret_keys = secret_keys
+        self.project_dir = project_dir
+        self.password_keys: list[str] = []
+
+    # -- clusters
+
+    def clusters(self, objects: list[_Object]) -> list[Cluster]:
+        clusters: list[Cluster] = []
+        names: dict[str, str] = {}
+        for obj in objects:
+            obj.check_keys(_CLUSTER_KEYS)
+            name = self.name(obj, names, "ws1-prod")
+            clusters.append(self.cluster(obj, name))
+        return clusters
+
+    def name(self, obj: _Object, seen: dict[str, str], example: str) -> str:
+        expected = (
+            "a name of 1-40 lower-case letters, digits and hyphens, starting and ending "
+            f"with a letter or digit, e.g. {example}"
+        )
+        name = obj.text("name", expected)
+        if name is None:
+            return ""
+        if not _NAME.fullmatch(name):
+            obj.problem("name", f"{obj.show(name)} is not a valid name (expected {expected}).")
+        elif name in seen:
+            obj.problem(
+                "name",
+                f"{obj.show(name)} is already the name of {seen[name]}; names must be unique.",
+            )
+        else:
+            seen[name] = obj.path
+        return name
+
+    def cluster(self, obj: _Object, name: str) -> Cluster:
+        service_fqdn = self.dns_name(
+            obj, "service_fqdn", "the FQDN users type to reach the service", "ws1.corp.example"
+        )
+        termination = self.ssl_termination(obj)
+        nodes = self.nodes(obj)
+        pins = self.pins(obj)
+        trust_on_first_use = obj.boolean("trust_on_first_use", False)
+        if obj.get("root_ca_sha256") not in (None, []):
+            if trust_on_first_use:
+                obj.problem(
+                    None,
+                    "both root_ca_sha256 and trust_on_first_use: true are set; choose one: "
+                    "keep the pin (recommended) and remove trust_on_first_use, or remove "
+                    "root_ca_sha256 to trust whatever root CA the appliance presents.",
+                )
+        elif not trust_on_first_use:
+            obj.problem(
+                None,
+                "neither root_ca_sha256 nor trust_on_first_use: true is set; choose one: "
+                "pin the appliance root CA with root_ca_sha256: <its SHA-256 fingerprint> "
+                "(recommended), or set trust_on_first_use: true to trust the root CA the "
+                "appliance presents (its fingerprint is shown as a warning).",
+            )
+        extra_sans = self.extra_sans(obj)
+        manage_certificate = obj.boolean("manage_certificate", True)
+        root_ca = self.load_balancer_root_ca(obj, termination)
+        admin_key = self.password_key(
+            obj, "admin_password_key", _DEFAULT_ADMIN_PASSWORD_KEY, "appliance admin password"
+        )
+        return Cluster(
+            name=name,
+            service_fqdn=service_fqdn,
+            ssl_termination=termination,
+            nodes=nodes,
+            root_ca_sha256=pins,
+            trust_on_first_use=trust_on_first_use,
+            extra_sans=extra_sans,
+            manage_certificate=manage_certificate,
+            admin_password_key=admin_key,
+            admin_password_in_config=admin_key in self.raw,
+            load_balancer_root_ca=root_ca,
+        )
+
+    def ssl_termination(self, obj: _Object) -> SslTermination:
+        expected = "load_balancer or passthrough"
+        value = obj.text("ssl_termination", expected)
+        if value == "passthrough":
+            return "passthrough"
+        if value is not None and value != "load_balancer":
+            obj.problem(
+                "ssl_termination",
+                f"{obj.show(value)} is not a kind of SSL termination (expected {expected}).",
+            )
+        return "load_balancer"
+
+    def nodes(self, obj: _Object) -> tuple[Node, ...]:
+        value = obj.get("nodes")
+        if value is None:
+            obj.problem("nodes", "is required; expected a list of node objects, each with an fqdn.")
+            return ()
+        if not isinstance(value, list):
+            obj.problem("nodes", f"expected a list of objects, got {_kind(value)}.")
+            return ()
+        if not value:
+            obj.problem("nodes", "expected at least one node, got an empty list.")
+            return ()
+        nodes: list[Node] = []
+        seen: dict[str, str] = {}
+        for index, item in enumerate(value):
+            path = f"{obj.at('nodes')}[{index}]"
+            if not isinstance(item, Mapping):
+                obj.report.add(path, f"expected an object, got {_kind(item)}.")
+                continue
+            node = obj.child(path, item)
+            node.check_keys(_NODE_KEYS)
+            example = f"ws1-{chr(ord('a') + index)}.corp.example" if index < 26 else (
+                f"ws1-node{index + 1}.corp.example"
+            )
+            fqdn = self.dns_name(node, "fqdn", "the node's FQDN", example)
+            if fqdn and fqdn in seen:
+                node.problem(
+                    "fqdn",
+                    f"{node.show(fqdn)} is already the fqdn of {seen[fqdn]}; "
+                    "each node of a cluster has its own FQDN.",
+                )
+            elif fqdn:
+                seen[fqdn] = path
+            address = self.address(node, "address", "the IP address or host name to connect to")
+            service_port = node.port("service_port", 443)
+            configurator_port = node.port("configurator_port", _CONFIGURATOR_PORT)
+            if service_port == configurator_port:
+                node.problem(
+                    "service_port",
+                    f"{node.show(service_port)} is also the configurator_port; the service "
+                    "and the appliance configurator need different ports.",
+                )
+            nodes.append(Node(fqdn, address or fqdn, service_port, configurator_port))
+        return tuple(nodes)
+
+    def pins(self, obj: _Object) -> tuple[str, ...]:
+        value = obj.get("root_ca_sha256")
+        if value is None:
+            return ()
+        expected = "a SHA-256 fingerprint, or a list of them during a root CA rotation"
+        if isinstance(value, str):
+            items: list[tuple[str, Any]] = [(obj.at("root_ca_sha256"), value)]
+        elif isinstance(value, list):
+            if not value:
+                obj.problem("root_ca_sha256", f"expected {expected}, got an empty list.")
+            items = [(f"{obj.at('root_ca_sha256')}[{i}]", v) for i, v in enumerate(value)]
+        else:
+            obj.problem("root_ca_sha256", f"expected {expected}, got {_kind(value)}.")
+            return ()
+        pins: list[str] = []
+        for path, item in items:
+            text = item.strip() if isinstance(item, str) else None
+            if text is None or not text:
+                obj.report.add(path, f"expected a SHA-256 fingerprint, got {_kind(item)}.")
+            elif not _FINGERPRINT.fullmatch(text):
+                obj.report.add(
+                    path,
+                    f"{obj.show(text)} is not a SHA-256 fingerprint (expected 64 hex digits, "
+                    "with or without a colon between pairs, as printed by "
+                    "`openssl x509 -noout -fingerprint -sha256`).",
+                )
+            else:
+                digits = text.replace(":", "").upper()
+                pins.append(":".join(digits[i : i + 2] for i in range(0, 64, 2)))
+        return tuple(dict.fromkeys(pins))
+
+    def extra_sans(self, obj: _Object) -> tuple[str, ...]:
+        value = obj.get("extra_sans")
+        if value is None:
+            return ()
+        if not isinstance(value, list):
+            obj.problem("extra_sans", f"expected a list of FQDNs, got {_kind(value)}.")
+            return ()
+        sans: list[str] = []
+        for index, item in enumerate(value):
+            path = f"{obj.at('extra_sans')}[{index}]"
+            if not isinstance(item, str) or not item.strip():
+                self.report.add(path, f"expected an FQDN, got {_kind(item)}.")
+            elif san := self.dns_value(obj, path, item.strip(), "ws1.dc2.corp.example"):
+                sans.append(san)
+        return tuple(dict.fromkeys(sans))
+
+    def load_balancer_root_ca(self, obj: _Object, termination: SslTermination) -> str | None:
+        key = "load_balancer_root_ca"
+        value = obj.get(key)
+        if value is None:
+            return None
+        if not isinstance(value, str):
+            obj.problem(key, f"expected PEM text, got {_kind(value)}.")
+            return None
+        if termination == "passthrough":
+            obj.problem(
+                key,
+                "is set, but ssl_termination is passthrough: the appliance only needs the load "
+                "balancer's root CA when the load balancer terminates SSL; remove it, or set "
+                "ssl_termination: load_balancer.",
+            )
+            return None
+        if _PEM_PRIVATE_KEY.search(value):
+            obj.problem(
+                key,
+                "contains a private key; remove it from the stack configuration and keep only "
+                "the certificate (and rotate that key, since it has been exposed).",
+            )
+            return None
+        if not _PEM_CERTIFICATE.search(value):
+            obj.problem(
+                key,
+                "does not contain a PEM certificate (expected the load balancer's root CA, "
+                "from -----BEGIN CERTIFICATE----- to -----END CERTIFICATE-----).",
+            )
+            return None
+        return value.strip() + "\n"
+
+    # -- load balancers
+
+    def load_balancers(
+        self, objects: list[_Object], clusters: list[Cluster]
+    ) -> list[LoadBalancer]:
+        by_name = {cluster.name: cluster for cluster in clusters if cluster.name}
+        load_balancers: list[LoadBalancer] = []
+        names: dict[str, str] = {}
+        files: dict[Path, str] = {}
+        profiles: dict[tuple[str, int, str], str] = {}
+        for obj in objects:
+            kind = self.kind(obj)
+            all_keys = tuple(dict.fromkeys((*_F5_KEYS, *_PEM_FILE_KEYS)))
+            if kind is None:
+                obj.check_keys(all_keys)
+            else:
+                obj.check_keys(_KIND_KEYS[kind], kind, all_keys)
+            name = self.name(obj, names, "ws1-prod-f5" if kind == "f5" else "ws1-prod-nginx")
+            cluster = self.cluster_reference(obj, by_name)
+            if kind == "pem_file":
+                path = self.file_path(obj, "path", "the PEM bundle file the load balancer reads")
+                path = path or Path()
+                if path in files:
+                    obj.problem(
+                        "path",
+                        f"{obj.show(str(path))} is also the path of {files[path]}; each "
+                        "pem_file load balancer needs its own file.",
+                    )
+                elif path != Path():
+                    files[path] = obj.path
+                load_balancers.append(PemFileLoadBalancer(name, cluster, path))
+            elif kind == "f5":
+                lb = self.f5(obj, name, cluster, by_name.get(cluster))
+                device = (lb.address, lb.port, lb.server_ssl_profile_path)
+                if lb.address and device in profiles:
+                    obj.problem(
+                        "server_ssl_profile",
+                        f"{obj.show(lb.server_ssl_profile_path)} on {obj.show(lb.address)} is "
+                        f"also managed by {profiles[device]}; give each a different "
+                        "server_ssl_profile.",
+                    )
+                elif lb.address:
+                    profiles[device] = obj.path
+                load_balancers.append(lb)
+        return load_balancers
+
+    def kind(self, obj: _Object) -> Literal["f5", "pem_file"] | None:
+        expected = "f5 or pem_file"
+        value = obj.text("kind", expected)
+        if value == "f5":
+            return "f5"
+        if value == "pem_file":
+            return "pem_file"
+        if value is not None:
+            obj.problem(
+                "kind",
+                f"{obj.show(value)} is not a supported kind of load balancer "
+                f"(expected {expected}).",
+            )
+        return None
+
+    def cluster_reference(self, obj: _Object, clusters: Mapping[str, Cluster]) -> str:
+        value = obj.text("cluster", "the name of a cluster declared in clusters")
+        if value is None:
+            return ""
+        if value not in clusters:
+            declared = ", ".join(_show(name) for name in clusters) or "none"
+            close = difflib.get_close_matches(value, list(clusters), n=1)
+            hint = f"; did you mean {_show(close[0])}?" if close else "."
+            obj.problem(
+                "cluster",
+                f"{obj.show(value)} is not a declared cluster (declared: {declared}){hint}",
+            )
+        return value
+
+    def f5(
+        self, obj: _Object, name: str, cluster_name: str, cluster: Cluster | None
+    ) -> F5LoadBalancer:
+        address = self.address(
+            obj, "address", "the host name or IP address of the BIG-IP management API",
+            required=True,
+        )
+        port = obj.port("port", 443)
+        username = obj.text("username", "the BIG-IP user name") or ""
+        password_key = self.password_key(
+            obj, "password_key", _DEFAULT_BIGIP_PASSWORD_KEY, "BIG-IP password"
+        )
+        partition = self.f5_name(obj, "partition", "a BIG-IP partition name, e.g. Common")
+        validate = obj.boolean("validate_management_certificate", True)
+        ca_path = self.file_path(
+            obj,
+            "management_ca_path",
+            "the PEM file of the CA that signs the BIG-IP management certificate",
+            required=False,
+        )
+        if validate and ca_path is None and obj.get("management_ca_path") is None:
+            obj.problem(
+                "management_ca_path",
+                "is required while validate_management_certificate is true; give the PEM file "
+                "of the CA that signs the BIG-IP management certificate, or set "
+                "validate_management_certificate: false (not recommended: the password is then "
+                "sent to whoever answers at the address).",
+            )
+        profile = self.f5_name(
+            obj, "server_ssl_profile", "a BIG-IP object name, e.g. ws1-prod-serverssl"
+        )
+        virtual_server = self.virtual_server(obj, cluster)
+        return F5LoadBalancer(
+            name=name,
+            cluster=cluster_name,
+            address=address or "",
+            username=username,
+            port=port,
+            password_key=password_key,
+            password_in_config=password_key in self.raw,
+            partition=partition or "Common",
+            management_ca_path=ca_path,
+            validate_management_certificate=validate,
+            server_ssl_profile=profile or "",
+            virtual_server=virtual_server,
+        )
+
+    def f5_name(self, obj: _Object, key: str, expected: str) -> str | None:
+        value = obj.text(key, expected, required=False)
+        if value is None:
+            return None
+        if "/" in value:
+            obj.problem(
+                key,
+                f"{obj.show(value)} contains '/'; expected a name without a folder or "
+                "partition (the partition comes from partition).",
+            )
+            return None
+        if not _F5_NAME.fullmatch(value):
+            obj.problem(
+                key,
+                f"{obj.show(value)} is not a valid BIG-IP name (expected letters, digits, "
+                "'.', '_' and '-', starting with a letter or '_').",
+            )
+            return None
+        return value
+
+    def virtual_server(self, obj: _Object, cluster: Cluster | None) -> VirtualServer | None:
+        value = obj.get("virtual_server")
+        if value is None:
+            return None
+        if not isinstance(value, Mapping):
+            obj.problem("virtual_server", f"expected an object, got {_kind(value)}.")
+            return None
+        vs = obj.child(obj.at("virtual_server"), value)
+        vs.check_keys(_VIRTUAL_SERVER_KEYS)
+        destination = vs.text("destination", "the IP address users connect to, e.g. 10.0.0.10")
+        if destination is not None:
+            try:
+                destination = str(ipaddress.ip_address(destination))
+            except ValueError:
+                vs.problem(
+                    "destination",
+                    f"{vs.show(destination)} is not an IP address (expected the virtual "
+                    "server's address, e.g. 10.0.0.10).",
+                )
+        port = vs.port("port", 443)
+        if port == _CONFIGURATOR_PORT:
+            vs.problem(
+                "port",
+                "8443 is the appliance configurator port; the load balancer must not use it "
+                "for the service (expected e.g. 443).",
+            )
+        profile = vs.text(
+            "client_ssl_profile", "the full path of a client-SSL profile", required=False
+        )
+        if profile is not None and not _F5_PATH.fullmatch(profile):
+            vs.problem(
+                "client_ssl_profile",
+                f"{vs.show(profile)} is not a full BIG-IP path (expected e.g. "
+                "/Common/ws1-clientssl).",
+            )
+        if cluster is not None and cluster.passthrough and profile is not None:
+            vs.problem(
+                "client_ssl_profile",
+                f"is set, but cluster {_show(cluster.name)} uses ssl_termination: passthrough, "
+                "so the load balancer does not terminate SSL; remove it, or set the cluster's "
+                "ssl_termination: load_balancer.",
+            )
+        if cluster is not None and not cluster.passthrough and profile is None:
+            vs.problem(
+                "client_ssl_profile",
+                f"is required because cluster {_show(cluster.name)} uses ssl_termination: "
+                "load_balancer; expected the full path of the client-SSL profile that holds "
+                "the service certificate, e.g. /Common/ws1-clientssl.",
+            )
+        return VirtualServer(destination or "", port, profile)
+
+    # -- shared field kinds
+
+    def dns_name(self, obj: _Object, key: str, expected: str, example: str) -> str:
+        value = obj.text(key, f"{expected}, e.g. {example}")
+        return "" if value is None else self.dns_value(obj, obj.at(key), value, example)
+
+    def dns_value(self, obj: _Object, path: str, value: str, example: str) -> str:
+        problem = _dns_problem(value)
+        if problem is not None:
+            self.report.add(path, f"{obj.show(value)} {problem} (expected e.g. {example}).")
+            return ""
+        return value.lower().rstrip(".")
+
+    def address(self, obj: _Object, key: str, expected: str, *, required: bool = False) -> str:
+        value = obj.text(key, f"{expected}, e.g. 10.0.0.21", required=required)
+        if value is None:
+            return ""
+        try:
+            return str(ipaddress.ip_address(value))
+        except ValueError:
+            pass
+        host = value.lower().rstrip(".")
+        labels = host.split(".")
+        if len(host) > 253 or not all(_LABEL.fullmatch(label) for label in labels):
+            obj.problem(
+                key,
+                f"{obj.show(value)} is neither an IP address nor a valid host name "
+                "(expected e.g. 10.0.0.21 or ws1-a.corp.example).",
+            )
+            return ""
+        return host
+
+    def file_path(
+        self, obj: _Object, key: str, expected: str, *, required: bool = True
+    ) -> Path | None:
+        value = obj.text(key, f"{expected}, ending in .pem or .crt", required=required)
+        if value is None:
+            return None
+        path = Path(value).expanduser()
+        if path.suffix.lower() not in (".pem", ".crt"):
+            obj.problem(
+                key,
+                f"{obj.show(value)} does not end in .pem or .crt (expected {expected}).",
+            )
+            return None
+        if not path.is_absolute() and self.project_dir is not None:
+            path = self.project_dir / path
+        return path
+
+    def password_key(self, obj: _Object, key: str, default: str, what: str) -> str:
+        value = obj.get(key)
+        name = default
+        if value is not None:
+            expected = f"the name of the secret config key that holds the {what}, e.g. {default}"
+            text = obj.text(key, expected)
+            if text is None:
+                return default
+            if ":" in text or not _CONFIG_KEY.fullmatch(text):
+                obj.problem(
+                    key,
+                    f"{obj.show(text)} is not a config key name of this project (expected "
+                    f"{expected}, without a namespace).",
+                )
+                return default
+            name = text
+        self.password_keys.append(name)
+        if name in self.raw and f"{PROJECT}:{name}" not in self.secret_keys:
+            self.report.add(
+                name,
+                f"holds the {what} in plain text; make it a secret with "
+                f"`pulumi config set --secret {name} <password>`.",
+            )
+        return name
+
+
+# ---------------------------------------------------------------------------- wording
+
+
+def _dns_problem(value: str) -> str | None:
+    name = value.rstrip(".") if value.endswith(".") and not value.endswith("..") else value
+    try:
+        ipaddress.ip_address(name)
+    except ValueError:
+        pass
+    else:
+        return "is an IP address, not a DNS name"
+    labels = name.split(".")
+    if len(name) > 253 or not all(_LABEL.fullmatch(label) for label in labels):
+        return "is not a valid DNS name"
+    if len(labels) < 2:
+        return "is not a fully qualified DNS name"
+    return None
+
+
+def _unknown_key(key: str, known: Sequence[str], *, top_level: bool = False) -> str:
+    if "password" in key.lower() and not key.lower().endswith("_key") and not top_level:
+        return (
+            "unknown key; a password must never be written here: store it with "
+            "`pulumi config set --secret <key> <password>` and name that key in "
+            f"{'password_key' if 'password_key' in known else 'admin_password_key'}."
+        )
+    close = difflib.get_close_matches(key, list(known), n=1)
+    if close:
+        return f"unknown key; did you mean {_show(close[0])}?"
+    if top_level:
+        return (
+            "unknown key; this program reads clusters, load_balancers, expiry_warning_days and "
+            "the password keys named by admin_password_key and password_key."
+        )
+    return f"unknown key (expected one of: {', '.join(known)})."
+
+
+def _show(value: Any) -> str:
+    text = repr(value) if isinstance(value, str) else str(value)
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
+def _kind(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str):
+        return "an empty string" if not value.strip() else "a string"
+    if isinstance(value, int | float):
+        return "a number"
+    if isinstance(value, list):
+        return "a list"
+    if isinstance(value, Mapping):
+        return "an object"
+    return type(value).__name__
+
