@@ -32,8 +32,10 @@ __all__ = ["AccessTrust", "observe_and_approve"]
 
 
 def node_addresses(cluster: Cluster) -> list[NodeAddress]:
+    # The name each node's certificate is verified for: see NodeAddress.tls_name.
+    tls_name = "" if cluster.passthrough else cluster.service_fqdn
     return [
-        NodeAddress(node.fqdn, node.address, node.service_port, node.configurator_port)
+        NodeAddress(node.fqdn, node.address, node.service_port, node.configurator_port, tls_name)
         for node in cluster.nodes
     ]
 

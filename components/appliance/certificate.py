@@ -30,7 +30,11 @@ from components.appliance.client import (
     observe_node,
     open_configurator,
 )
-from components.appliance.observation import ClusterObservation, observe_cluster
+from components.appliance.observation import (
+    ClusterObservation,
+    needs_certificate,
+    observe_cluster,
+)
 from components.dynamic import TrustProvider, is_unknown
 
 __all__ = ["ApplianceCertificate", "ApplianceCertificateProvider"]
@@ -85,7 +89,7 @@ class ApplianceCertificateProvider(TrustProvider):
         observation = observe_cluster(str(props["cluster"]), nodes)
         outs = dict(props)
         outs.update(_served_outputs(observation.nodes))
-        outs["nodes_needing_certificate"] = observation.nodes_missing_names(
+        outs["nodes_needing_certificate"] = observation.nodes_needing_certificate(
             str(props["common_name"]), list(props["sans"])
         )
         return ReadResult(id_=id_, outs=outs)
@@ -100,7 +104,7 @@ class ApplianceCertificateProvider(TrustProvider):
         served: list[ServedNode] = []
         for node in (NodeAddress.from_input(value) for value in props["nodes"]):
             current = observe_node(node)
-            if _has_names(current, common_name, sans):
+            if not needs_certificate(current, common_name, sans):
                 served.append(current)
                 continue
             served.append(
@@ -131,6 +135,8 @@ class ApplianceCertificateProvider(TrustProvider):
         with open_configurator(node, trusted_pem, password) as configurator:
             configurator.generate_certificate(common_name, sans)
         after = observe_node(node)
+        if after.problem:
+            raise RuntimeError(f"after regeneration, {after.problem}")
         pki.check_server_names(
             after.served_certificate,
             common_name,
@@ -138,14 +144,6 @@ class ApplianceCertificateProvider(TrustProvider):
             f"the certificate node {node.fqdn} serves after regeneration",
         )
         return after
-
-
-def _has_names(node: ServedNode, common_name: str, sans: list[str]) -> bool:
-    try:
-        pki.check_server_names(node.served_certificate, common_name, sans, node.fqdn)
-    except pki.CertificateError:
-        return False
-    return True
 
 
 def _served_outputs(served: Any) -> dict[str, Any]:
@@ -193,7 +191,7 @@ class ApplianceCertificate(pulumi.dynamic.Resource, module="ws1", name="Applianc
             "admin_password_key": admin_password_key,
             "trusted_root_ca_bundle_pem": trusted_root_ca_bundle_pem,
             "served_sha256s": observation.served_sha256s(),
-            "nodes_needing_certificate": observation.nodes_missing_names(common_name, sans),
+            "nodes_needing_certificate": observation.nodes_needing_certificate(common_name, sans),
             "served": None,
         }
         super().__init__(ApplianceCertificateProvider(), name, props, opts)

@@ -67,7 +67,17 @@ PATHS_OVERRIDE_VARIABLE = "WS1_ACCESS_CONFIGURATOR_PATHS"
 # Where the admin password comes from when the stack config has no secret for it.
 ADMIN_PASSWORD_VARIABLE = "WS1_ACCESS_ADMIN_PASSWORD"  # noqa: S105 (a variable's name)
 
-DEFAULT_TIMEOUT = 15.0
+TIMEOUT_VARIABLE = "WS1_ACCESS_HTTP_TIMEOUT"
+
+
+def request_timeout() -> float:
+    """Seconds per request: 15, or WS1_ACCESS_HTTP_TIMEOUT for slow links (and tests)."""
+    try:
+        return float(os.environ.get(TIMEOUT_VARIABLE, "15"))
+    except ValueError:
+        raise ApplianceError(
+            f"environment variable {TIMEOUT_VARIABLE} must be a number of seconds."
+        ) from None
 _VK_TOKEN = re.compile(r"""ec_wiz\.vk\s*=\s*['"]([^'"]+)['"]""")
 _ATTEMPTS = 3  # idempotent reads only; writes are never retried blindly
 
@@ -78,12 +88,23 @@ class ApplianceError(RuntimeError):
 
 @dataclass(frozen=True)
 class NodeAddress:
-    """How to reach one node: connect to `address`, verify `fqdn`."""
+    """How to reach one node: connect to `address`, send `fqdn` as SNI, verify `tls_name`.
+
+    `tls_name` is the name the node's certificate must carry for whoever connects to it:
+    the node's own FQDN when SSL passes through the load balancer (nodes call each other
+    by it), the service FQDN when the load balancer terminates SSL and re-encrypts (the
+    load balancer checks that name). Empty means the node's FQDN.
+    """
 
     fqdn: str
     address: str
     service_port: int = 443
     configurator_port: int = 8443
+    tls_name: str = ""
+
+    @property
+    def verified_name(self) -> str:
+        return self.tls_name or self.fqdn
 
     @classmethod
     def from_input(cls, value: Mapping[str, Any]) -> NodeAddress:
@@ -92,6 +113,7 @@ class NodeAddress:
             address=str(value["address"]),
             service_port=int(value["service_port"]),
             configurator_port=int(value["configurator_port"]),
+            tls_name=str(value.get("tls_name") or ""),
         )
 
     def as_input(self) -> dict[str, Any]:
@@ -100,6 +122,7 @@ class NodeAddress:
             "address": self.address,
             "service_port": self.service_port,
             "configurator_port": self.configurator_port,
+            "tls_name": self.tls_name,
         }
 
 
@@ -107,14 +130,16 @@ class NodeAddress:
 class ServedNode:
     """What one node serves right now: its published root CA and its handshake certificate.
 
-    The served certificate has been verified against the node's own published root CA for
-    the node's FQDN. Whether that root CA deserves trust (pin or trust on first use) is the
-    caller's decision, not this class's.
+    `problem` is None when the served certificate verifies against the node's own published
+    root CA for the node's TLS name; otherwise it says why not (expired, wrong names, other
+    issuer), and a new certificate is what fixes it. Whether the root CA deserves trust
+    (pin or trust on first use) is the caller's decision, not this class's.
     """
 
     fqdn: str
     root_ca: x509.Certificate
     served_certificate: x509.Certificate
+    problem: str | None = None
 
     @property
     def root_ca_sha256(self) -> str:
@@ -146,19 +171,21 @@ def configurator_paths() -> Mapping[str, tuple[str, str]]:
         ) from None
 
 
-def observe_node(node: NodeAddress, timeout: float = DEFAULT_TIMEOUT) -> ServedNode:
+def observe_node(node: NodeAddress, timeout: float | None = None) -> ServedNode:
     """Read the node's root CA and served certificate over ONE connection, then verify them.
 
     This is the trust-on-first-use observation step, and the only unverified handshake in
     the program: before we hold the appliance root CA there is nothing to verify the first
-    connection with. Nothing read here is trusted until `pki.verify_served_chain` has
-    checked that the served certificate chains to the published root CA for this node's
-    FQDN, and the caller has checked that root CA against the pin (or warned loudly).
+    connection with. Nothing read here is trusted until the caller has checked the root CA
+    against the pin (or warned loudly) and `pki.verify_served_chain` has checked that the
+    served certificate chains to it for the node's TLS name (see ServedNode.problem).
     """
     last_problem = ""
     for attempt in range(_ATTEMPTS):
         try:
-            served_der, status, body = _fetch_root_ca_unverified(node, timeout)
+            served_der, status, body = _fetch_root_ca_unverified(
+                node, timeout or request_timeout()
+            )
             break
         except (OSError, http.client.HTTPException) as problem:
             last_problem = _describe_network_problem(problem)
@@ -176,13 +203,17 @@ def observe_node(node: NodeAddress, timeout: float = DEFAULT_TIMEOUT) -> ServedN
         )
     root_ca = pki.load_certificate(body, source)
     served_certificate = x509.load_der_x509_certificate(served_der)
-    pki.verify_served_chain(
-        [served_certificate],
-        [root_ca],
-        node.fqdn,
-        f"the certificate served by node {node.fqdn}",
-    )
-    return ServedNode(fqdn=node.fqdn, root_ca=root_ca, served_certificate=served_certificate)
+    try:
+        pki.verify_served_chain(
+            [served_certificate],
+            [root_ca],
+            node.verified_name,
+            f"the certificate served by node {node.fqdn}",
+        )
+        verification_problem = None
+    except pki.ChainVerificationError as failure:
+        verification_problem = str(failure)
+    return ServedNode(node.fqdn, root_ca, served_certificate, verification_problem)
 
 
 def _fetch_root_ca_unverified(node: NodeAddress, timeout: float) -> tuple[bytes, int, bytes]:
@@ -222,20 +253,30 @@ class _SniConnection(http.client.HTTPSConnection):
 
 
 class _NodeAdapter(HTTPAdapter):
-    """requests adapter that connects to an address and verifies the node's FQDN."""
+    """requests adapter for one node: connect to its address, send its FQDN as SNI, and
+    accept exactly the certificate observed a moment ago.
 
-    def __init__(self, fqdn: str, retries: Retry) -> None:
-        self._fqdn = fqdn
+    The chain is still verified against the trusted root CAs; the exact-certificate pin
+    replaces the hostname check because a node whose certificate has the wrong names is
+    precisely the node whose configurator we must log in to, to give it a new one.
+    """
+
+    def __init__(self, node: NodeAddress, served_sha256: str, retries: Retry) -> None:
+        self._node = node
+        self._served_sha256 = served_sha256
         super().__init__(max_retries=retries)
 
     def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
-        kwargs["server_hostname"] = self._fqdn
-        kwargs["assert_hostname"] = self._fqdn
+        kwargs["server_hostname"] = self._node.fqdn
+        kwargs["assert_hostname"] = False
+        kwargs["assert_fingerprint"] = self._served_sha256
         super().init_poolmanager(*args, **kwargs)
 
 
 @contextmanager
-def _verified_session(node: NodeAddress, trusted_roots_pem: str) -> Iterator[requests.Session]:
+def _verified_session(
+    node: NodeAddress, trusted_roots_pem: str, served_sha256: str
+) -> Iterator[requests.Session]:
     # requests wants a file for its CA bundle; it lives only as long as the session.
     with tempfile.NamedTemporaryFile("w", suffix=".pem", prefix="ws1-roots-") as ca_file:
         ca_file.write(trusted_roots_pem)
@@ -254,7 +295,7 @@ def _verified_session(node: NodeAddress, trusted_roots_pem: str) -> Iterator[req
             backoff_factor=0.2,
             raise_on_status=False,
         )
-        session.mount("https://", _NodeAdapter(node.fqdn, retries))
+        session.mount("https://", _NodeAdapter(node, served_sha256, retries))
         try:
             yield session
         finally:
@@ -266,15 +307,17 @@ def open_configurator(
     node: NodeAddress,
     trusted_roots_pem: str,
     password: str,
-    timeout: float = DEFAULT_TIMEOUT,
+    timeout: float | None = None,
 ) -> Iterator[ConfiguratorSession]:
     """Log in to the node's configurator over TLS verified against `trusted_roots_pem`.
 
-    The password is used for the login request only: it is never stored, logged, or
-    included in an error.
+    The node is observed first (`observe_node`), and the session accepts only the
+    certificate seen then (see _NodeAdapter). The password is used for the login request
+    only: it is never stored, logged, or included in an error.
     """
-    with _verified_session(node, trusted_roots_pem) as http_session:
-        session = ConfiguratorSession(node, http_session, timeout)
+    served = observe_node(node, timeout)
+    with _verified_session(node, trusted_roots_pem, served.served_sha256) as http_session:
+        session = ConfiguratorSession(node, http_session, timeout or request_timeout())
         session._login(password)
         yield session
 

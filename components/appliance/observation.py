@@ -16,9 +16,15 @@ from datetime import datetime
 from cryptography import x509
 
 from components import pki
-from components.appliance.client import DEFAULT_TIMEOUT, NodeAddress, ServedNode, observe_node
+from components.appliance.client import NodeAddress, ServedNode, observe_node
 
-__all__ = ["ClusterObservation", "TrustDecisionError", "decide_trust", "observe_cluster"]
+__all__ = [
+    "ClusterObservation",
+    "TrustDecisionError",
+    "decide_trust",
+    "needs_certificate",
+    "observe_cluster",
+]
 
 
 class TrustDecisionError(ValueError):
@@ -47,19 +53,24 @@ class ClusterObservation:
     def node_root_ca_sha256s(self) -> dict[str, str]:
         return {node.fqdn: node.root_ca_sha256 for node in self.nodes}
 
-    def nodes_missing_names(
+    def nodes_needing_certificate(
         self, common_name: str, required_names: Sequence[str]
     ) -> list[str]:
-        """FQDNs of the nodes whose served certificate lacks the CN or a required SAN."""
-        missing = []
-        for node in self.nodes:
-            try:
-                pki.check_server_names(
-                    node.served_certificate, common_name, required_names, node.fqdn
-                )
-            except pki.CertificateError:
-                missing.append(node.fqdn)
-        return missing
+        """FQDNs of the nodes whose served certificate must be replaced: it does not verify
+        (expired, wrong issuer, wrong name), or lacks the CN or a required SAN."""
+        return [
+            node.fqdn for node in self.nodes if needs_certificate(node, common_name, required_names)
+        ]
+
+
+def needs_certificate(node: ServedNode, common_name: str, required_names: Sequence[str]) -> bool:
+    if node.problem is not None:
+        return True
+    try:
+        pki.check_server_names(node.served_certificate, common_name, required_names, node.fqdn)
+    except pki.CertificateError:
+        return True
+    return False
 
 
 def observe_cluster(
@@ -67,7 +78,7 @@ def observe_cluster(
     nodes: Sequence[NodeAddress],
     *,
     now: datetime | None = None,
-    timeout: float = DEFAULT_TIMEOUT,
+    timeout: float | None = None,
 ) -> ClusterObservation:
     """Observe every node, in parallel; each served certificate is checked against the
     root CA its node publishes, and each distinct root CA must be a sound CA."""
