@@ -1,0 +1,527 @@
+"""The F5 BIG-IP trust store under Pulumi mocks: the exact inputs given to pulumi_f5bigip.
+
+Every assertion is on what the real `pulumi_f5bigip` classes hand to the engine (camelCase keys,
+provider booleans as JSON text, secrets wrapped), recorded by a mock monitor.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import re
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import pulumi
+import pulumi.runtime
+import pytest
+import trustme
+from pulumi.runtime.mocks import MockMonitor
+
+from components import pki
+from components.settings import F5LoadBalancer, Node, VirtualServer
+from components.trust_stores import ClusterTrust, TrustStoreOutputs
+from components.trust_stores.f5 import ca_object_name, declare_trust
+
+PROJECT = "ws1-access-lb-trust"
+PASSWORD = "Bigip-Pa55-do-not-leak-7d1f"  # a marker that must only ever appear as a secret
+SECRET_SIG = "4dabf18193072939515e22adb298388d"
+MGMT_CA = Path("/etc/ws1/bigip-mgmt-ca.pem")
+HEARTBEAT_SEND = (
+    "GET /SAAS/API/1.0/REST/system/health/heartbeat HTTP/1.1\r\n"
+    "Host: access.corp.example\r\nConnection: close\r\n\r\n"
+)
+
+
+# ------------------------------------------------------------------------------ harness
+
+
+@dataclasses.dataclass
+class Registration:
+    typ: str
+    name: str
+    inputs: dict[str, Any]
+    request: Any  # the RegisterResourceRequest: options such as provider, dependencies
+
+
+class RecordingMocks(pulumi.runtime.Mocks):
+    def __init__(self) -> None:
+        self.inputs: dict[str, tuple[str, dict[str, Any]]] = {}
+
+    def new_resource(self, args: pulumi.runtime.MockResourceArgs) -> tuple[str, dict[str, Any]]:
+        self.inputs[args.name] = (args.typ, dict(args.inputs))
+        return f"{args.name}-id", dict(args.inputs)
+
+    def call(self, args: pulumi.runtime.MockCallArgs) -> dict[str, Any]:
+        return {}
+
+
+class RecordingMonitor(MockMonitor):
+    """Keeps each registration request, for the options the mocks do not see."""
+
+    def __init__(self, mocks: RecordingMocks) -> None:
+        super().__init__(mocks)
+        self.requests: dict[str, Any] = {}
+        self.urns: dict[str, str] = {}
+
+    def RegisterResource(self, request: Any) -> Any:  # noqa: N802 (gRPC method name)
+        self.requests[request.name] = request
+        response = super().RegisterResource(request)
+        self.urns[request.name] = response.urn
+        return response
+
+
+class Run:
+    """What one `declare_trust` declared: registrations by name, warnings, outputs."""
+
+    def __init__(
+        self,
+        mocks: RecordingMocks,
+        monitor: RecordingMonitor,
+        warnings: list[str],
+        outputs: dict[str, Any],
+    ) -> None:
+        self.registrations = {
+            name: Registration(typ, name, inputs, monitor.requests[name])
+            for name, (typ, inputs) in mocks.inputs.items()
+        }
+        self.warnings = warnings
+        self.outputs = outputs
+        self.urns = dict(monitor.urns)
+
+    def __getitem__(self, name: str) -> Registration:
+        assert name in self.registrations, (
+            f"resource {name} was not declared; declared: {sorted(self.registrations)}"
+        )
+        return self.registrations[name]
+
+    def inputs(self, name: str) -> dict[str, Any]:
+        return self[name].inputs
+
+    def by_type(self, typ: str) -> list[Registration]:
+        return [r for r in self.registrations.values() if r.typ == typ]
+
+
+class _ListHandler(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self.warnings: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if record.levelno == logging.WARNING:
+            self.warnings.append(record.getMessage())
+
+
+def declare(lb: F5LoadBalancer, trust: ClusterTrust, *, preview: bool = False) -> Run:
+    mocks = RecordingMocks()
+    monitor = RecordingMonitor(mocks)
+    logger = logging.getLogger(f"{__name__}.engine")
+    logger.propagate = False
+    handler = _ListHandler()
+    logger.handlers = [handler]
+    pulumi.runtime.set_mocks(
+        mocks, project=PROJECT, stack="unit", preview=preview, logger=logger, monitor=monitor
+    )
+    outputs: dict[str, Any] = {}
+
+    @pulumi.runtime.test
+    def program() -> pulumi.Output[Any]:
+        parent = pulumi.ComponentResource("ws1:test:Parent", "access-trust")
+        result: TrustStoreOutputs = declare_trust(lb, trust, parent)
+        return pulumi.Output.all(result.trusted_sha256s, result.object_names).apply(
+            lambda values: outputs.update(trusted_sha256s=values[0], object_names=values[1])
+        )
+
+    program()
+    return Run(mocks, monitor, handler.warnings, outputs)
+
+
+def secret_value(value: Any) -> Any:
+    """The plain value inside a secret as the mocks receive it; fails if it is not a secret."""
+    assert isinstance(value, dict) and SECRET_SIG in value, f"expected a secret, got {value!r}"
+    return value["value"]
+
+
+def plain_occurrences(value: Any, needle: str, where: str) -> list[str]:
+    """Places where `needle` appears outside a secret wrapper."""
+    if isinstance(value, dict):
+        if SECRET_SIG in value:
+            return []
+        found: list[str] = []
+        for key, item in value.items():
+            found += plain_occurrences(item, needle, f"{where}.{key}")
+        return found
+    if isinstance(value, list | tuple):
+        found = []
+        for index, item in enumerate(value):
+            found += plain_occurrences(item, needle, f"{where}[{index}]")
+        return found
+    return [where] if isinstance(value, str) and needle in value else []
+
+
+# ------------------------------------------------------------------------------ fixtures
+
+
+@pytest.fixture(autouse=True)
+def isolated_config() -> Iterator[None]:
+    """Each test starts with no stack config and leaves the global config as it found it."""
+    config = pulumi.runtime.config.CONFIG.get()
+    saved = (dict(config), set(pulumi.runtime.config._SECRET_KEYS.get()))
+    pulumi.runtime.set_all_config({}, [])
+    yield
+    pulumi.runtime.set_all_config(saved[0], sorted(saved[1]))
+
+
+@pytest.fixture
+def password_in_config() -> str:
+    key = f"{PROJECT}:bigipPassword"
+    pulumi.runtime.set_all_config({key: PASSWORD}, [key])
+    return PASSWORD
+
+
+def _ca(name: str) -> trustme.CA:
+    return trustme.CA(organization_name=name)
+
+
+@pytest.fixture(scope="module")
+def roots() -> tuple[str, list[str]]:
+    """A real appliance-like root CA bundle (two roots, as during a rotation)."""
+    certs = [_ca("ws1 appliance old").cert_pem.bytes(), _ca("ws1 appliance new").cert_pem.bytes()]
+    bundle = b"".join(certs).decode()
+    return bundle, [pki.sha256_fingerprint(c) for c in pki.load_bundle(bundle, "test roots")]
+
+
+def make_trust(bundle: str, sha256s: Sequence[str], **changes: Any) -> ClusterTrust:
+    values: dict[str, Any] = {
+        "cluster": "prod",
+        "service_fqdn": "access.corp.example",
+        "nodes": (
+            Node("ws1-a.corp.example", "10.0.0.21"),
+            Node("ws1-b.corp.example", "10.0.0.22"),
+        ),
+        "root_ca_bundle_pem": bundle,
+        "root_ca_sha256s": list(sha256s),
+    }
+    values.update(changes)
+    return ClusterTrust(**values)
+
+
+def make_lb(**changes: Any) -> F5LoadBalancer:
+    values: dict[str, Any] = {
+        "name": "bigip-dc1",
+        "cluster": "prod",
+        "address": "bigip-dc1.corp.example",
+        "username": "automation",
+        "management_ca_path": MGMT_CA,
+        "server_ssl_profile": "ws1-prod-serverssl",
+    }
+    values.update(changes)
+    return F5LoadBalancer(**values)
+
+
+VS = VirtualServer("10.0.0.10", 443, "/Common/ws1-clientssl")
+
+
+# ------------------------------------------------------------------------------ provider
+
+
+def test_provider_verifies_the_management_api_and_disables_telemetry(password_in_config, roots):
+    run = declare(make_lb(), make_trust(*roots))
+
+    provider = run["bigip-dc1-bigip"]
+    assert provider.typ == "pulumi:providers:f5bigip", provider.typ
+    inputs = dict(provider.inputs)
+    assert secret_value(inputs.pop("password")) == password_in_config, "bigip-dc1-bigip password"
+    assert inputs == {
+        "address": "bigip-dc1.corp.example",
+        "port": "443",
+        "username": "automation",
+        "teemDisable": "true",
+        "validateCertsDisable": "false",
+        "trustedCertPath": str(MGMT_CA),
+    }, f"bigip-dc1-bigip inputs: {inputs}"
+    assert run.warnings == [], f"no warning expected while validation is on: {run.warnings}"
+
+
+def test_password_appears_nowhere_but_as_a_secret(password_in_config, roots):
+    run = declare(make_lb(virtual_server=VS), make_trust(*roots))
+
+    for name, registration in run.registrations.items():
+        leaks = plain_occurrences(registration.inputs, password_in_config, name)
+        assert leaks == [], f"{name}: password in plain form at {leaks}"
+    for warning in run.warnings:
+        assert password_in_config not in warning
+
+
+def test_password_not_in_config_is_left_to_the_environment_variable(roots):
+    run = declare(make_lb(), make_trust(*roots))
+
+    inputs = run.inputs("bigip-dc1-bigip")
+    assert "password" not in inputs, f"bigip-dc1-bigip: password must be unset, got {inputs}"
+
+
+def test_opting_out_of_management_certificate_validation_warns(password_in_config, roots):
+    lb = make_lb(validate_management_certificate=False, management_ca_path=None)
+    run = declare(lb, make_trust(*roots))
+
+    inputs = run.inputs("bigip-dc1-bigip")
+    assert inputs["validateCertsDisable"] == "true", f"bigip-dc1-bigip: {inputs}"
+    assert "trustedCertPath" not in inputs, f"bigip-dc1-bigip: {inputs}"
+    assert len(run.warnings) == 1, run.warnings
+    warning = run.warnings[0]
+    assert "management API certificate of load balancer bigip-dc1" in warning, warning
+    assert "NOT verified" in warning, warning
+    assert "validate_management_certificate: true and management_ca_path" in warning, warning
+
+
+def test_validation_without_a_management_ca_is_refused(roots):
+    lb = make_lb(management_ca_path=None)
+    with pytest.raises(ValueError) as error:
+        declare(lb, make_trust(*roots))
+    assert str(error.value) == (
+        "load balancer bigip-dc1: validate_management_certificate is true but "
+        "management_ca_path is not set; expected the PEM file of the CA that signs the "
+        "BIG-IP management API certificate."
+    )
+
+
+# ------------------------------------------------------------------------------ CA object
+
+
+def test_root_ca_object_is_content_addressed_with_the_partition_apart(roots):
+    bundle, sha256s = roots
+    run = declare(make_lb(partition="ws1"), make_trust(bundle, sha256s))
+
+    certificate = run["bigip-dc1-prod-appliance-root-ca"]
+    assert certificate.typ == "f5bigip:ssl/certificate:Certificate", certificate.typ
+    inputs = dict(certificate.inputs)
+    assert secret_value(inputs.pop("content")) == bundle, "certificate content is the bundle"
+    expected_name = ca_object_name("prod", sha256s)
+    assert re.fullmatch(r"ws1-prod-rootca-[0-9a-f]{16}", expected_name), expected_name
+    assert inputs == {"name": expected_name, "partition": "ws1"}, (
+        f"bigip-dc1-prod-appliance-root-ca inputs: {inputs}"
+    )
+    assert certificate.request.deleteBeforeReplace is False, "rotation must create first"
+
+
+def test_changed_bundle_gives_a_different_object_name(roots):
+    bundle, sha256s = roots
+    before = declare(make_lb(), make_trust(bundle, sha256s[:1]))
+    after = declare(make_lb(), make_trust(bundle, sha256s))
+
+    old = before.inputs("bigip-dc1-prod-appliance-root-ca")["name"]
+    new = after.inputs("bigip-dc1-prod-appliance-root-ca")["name"]
+    assert old != new, f"bigip-dc1-prod-appliance-root-ca: same name {old} for other roots"
+    assert after.inputs("bigip-dc1-prod-server-ssl")["caFile"] == f"/Common/{new}"
+
+
+def test_object_name_ignores_order_and_notation_of_fingerprints(roots):
+    _, sha256s = roots
+    plain = [s.replace(":", "").lower() for s in reversed(sha256s)]
+    assert ca_object_name("prod", sha256s) == ca_object_name("prod", plain)
+    assert ca_object_name("prod", sha256s) != ca_object_name("test", sha256s)
+    with pytest.raises(ValueError, match="cluster prod: no root CA fingerprint to trust"):
+        ca_object_name("prod", [])
+
+
+# ------------------------------------------------------------------------------ profile
+
+
+def test_server_ssl_profile_verifies_nodes_with_the_root_ca(roots):
+    run = declare(make_lb(), make_trust(*roots))
+
+    ca_name = ca_object_name("prod", roots[1])
+    profile = run["bigip-dc1-prod-server-ssl"]
+    assert profile.typ == "f5bigip:ltm/profileServerSsl:ProfileServerSsl", profile.typ
+    assert profile.inputs == {
+        "name": "/Common/ws1-prod-serverssl",
+        "defaultsFrom": "/Common/ws1-prod-verify-access.corp.example",
+        "caFile": f"/Common/{ca_name}",
+        "peerCertMode": "require",
+        "authenticate": "always",
+        "authenticateDepth": 2,
+        "untrustedCertResponseControl": "drop",
+        "expireCertResponseControl": "drop",
+        "serverName": "access.corp.example",
+        "cert": "none",
+        "key": "none",
+    }, f"bigip-dc1-prod-server-ssl inputs: {profile.inputs}"
+
+
+def test_name_check_parent_is_created_and_removed_with_tmsh(roots):
+    run = declare(make_lb(partition="ws1"), make_trust(*roots))
+
+    create = run["bigip-dc1-prod-verify-name"]
+    assert create.typ == "f5bigip:index/command:Command", create.typ
+    assert create.inputs == {
+        "commands": [
+            "create ltm profile server-ssl /ws1/ws1-prod-verify-access.corp.example "
+            "defaults-from /Common/serverssl authenticate-name access.corp.example"
+        ],
+        "when": "apply",
+    }, f"bigip-dc1-prod-verify-name inputs: {create.inputs}"
+    cleanup = run["bigip-dc1-prod-verify-name-cleanup"]
+    assert cleanup.inputs == {
+        "commands": ["delete ltm profile server-ssl /ws1/ws1-prod-verify-access.corp.example"],
+        "when": "destroy",
+    }, f"bigip-dc1-prod-verify-name-cleanup inputs: {cleanup.inputs}"
+    for command in (create, cleanup):
+        assert list(command.request.replaceOnChanges) == ["commands"], command.name
+        assert command.request.deleteBeforeReplace is False, command.name
+
+    profile = run["bigip-dc1-prod-server-ssl"]
+    assert profile.inputs["defaultsFrom"] == "/ws1/ws1-prod-verify-access.corp.example"
+    depends = set(profile.request.dependencies)
+    assert {run.urns[create.name], run.urns[cleanup.name]} <= depends, (
+        f"bigip-dc1-prod-server-ssl must depend on both commands, depends on {depends}"
+    )
+
+
+def test_other_service_fqdn_gives_another_parent_profile(roots):
+    run = declare(make_lb(), make_trust(*roots, service_fqdn="login.corp.example"))
+
+    assert run.inputs("bigip-dc1-prod-server-ssl")["defaultsFrom"] == (
+        "/Common/ws1-prod-verify-login.corp.example"
+    )
+
+
+def test_service_fqdn_that_would_break_the_tmsh_command_is_refused(roots):
+    trust = make_trust(*roots, service_fqdn="access.corp.example' ; rm -rf /tmp/x '")
+    with pytest.raises(ValueError) as error:
+        declare(make_lb(), trust)
+    assert str(error.value).startswith(
+        "load balancer bigip-dc1: the service FQDN \"access.corp.example' ; rm -rf /tmp/x '\" "
+        "cannot be used in a BIG-IP object name"
+    ), str(error.value)
+
+
+def test_every_device_resource_uses_the_explicit_provider_and_the_parent(roots):
+    run = declare(make_lb(virtual_server=VS), make_trust(*roots))
+
+    provider_ref = f"{run.urns['bigip-dc1-bigip']}::bigip-dc1-bigip-id"
+    parent_urn = run.urns["access-trust"]
+    for name, registration in run.registrations.items():
+        if name == "access-trust":
+            continue
+        assert registration.request.parent == parent_urn, f"{name}: parent"
+        if registration.typ.startswith("f5bigip:"):
+            assert registration.request.provider == provider_ref, f"{name}: provider"
+
+
+def test_outputs_show_the_fingerprints_and_where_the_trust_lives(roots):
+    _, sha256s = roots
+    run = declare(make_lb(), make_trust(*roots), preview=True)
+
+    assert run.outputs["trusted_sha256s"] == sha256s
+    assert run.outputs["object_names"] == [
+        f"/Common/{ca_object_name('prod', sha256s)}",
+        "/Common/ws1-prod-serverssl",
+    ]
+
+
+# ------------------------------------------------------------------------------ virtual server
+
+
+def test_without_virtual_server_only_the_trust_is_declared(roots):
+    run = declare(make_lb(), make_trust(*roots))
+
+    assert sorted(run.registrations) == [
+        "access-trust",
+        "bigip-dc1-bigip",
+        "bigip-dc1-prod-appliance-root-ca",
+        "bigip-dc1-prod-server-ssl",
+        "bigip-dc1-prod-verify-name",
+        "bigip-dc1-prod-verify-name-cleanup",
+    ]
+
+
+def test_virtual_server_re_encrypts_to_verified_nodes(roots):
+    run = declare(make_lb(virtual_server=VS), make_trust(*roots))
+
+    expected = {
+        "bigip-dc1-prod-heartbeat": {
+            "name": "/Common/ws1-prod-heartbeat",
+            "parent": "/Common/https",
+            "send": HEARTBEAT_SEND,
+            "receive": "ok",
+            "sslProfile": "/Common/ws1-prod-serverssl",
+        },
+        "bigip-dc1-prod-pool": {
+            "name": "/Common/ws1-prod-pool",
+            "monitors": ["/Common/ws1-prod-heartbeat"],
+        },
+        "bigip-dc1-prod-node-ws1-a.corp.example": {
+            "name": "/Common/ws1-a.corp.example",
+            "address": "10.0.0.21",
+        },
+        "bigip-dc1-prod-node-ws1-b.corp.example": {
+            "name": "/Common/ws1-b.corp.example",
+            "address": "10.0.0.22",
+        },
+        "bigip-dc1-prod-member-ws1-a.corp.example": {
+            "pool": "/Common/ws1-prod-pool",
+            "node": "/Common/ws1-a.corp.example:443",
+        },
+        "bigip-dc1-prod-member-ws1-b.corp.example": {
+            "pool": "/Common/ws1-prod-pool",
+            "node": "/Common/ws1-b.corp.example:443",
+        },
+        "bigip-dc1-prod-cookie": {
+            "name": "/Common/ws1-prod-cookie",
+            "defaultsFrom": "/Common/cookie",
+        },
+        "bigip-dc1-prod-http": {
+            "name": "/Common/ws1-prod-http",
+            "defaultsFrom": "/Common/http",
+            "insertXforwardedFor": "enabled",
+        },
+        "bigip-dc1-prod-tcp": {
+            "name": "/Common/ws1-prod-tcp",
+            "defaultsFrom": "/Common/tcp",
+            "idleTimeout": 3600,
+        },
+        "bigip-dc1-prod-virtual-server": {
+            "name": "/Common/ws1-prod-vs",
+            "destination": "10.0.0.10",
+            "port": 443,
+            "pool": "/Common/ws1-prod-pool",
+            "clientProfiles": ["/Common/ws1-clientssl"],
+            "serverProfiles": ["/Common/ws1-prod-serverssl"],
+            "persistenceProfiles": ["/Common/ws1-prod-cookie"],
+            "profiles": ["/Common/ws1-prod-http", "/Common/ws1-prod-tcp"],
+        },
+    }
+    for name, inputs in expected.items():
+        assert run.inputs(name) == inputs, f"{name} inputs: {run.inputs(name)}"
+    assert [r.name for r in run.by_type("f5bigip:ltm/virtualServer:VirtualServer")] == [
+        "bigip-dc1-prod-virtual-server"
+    ]
+
+
+def test_passthrough_virtual_server_has_no_client_ssl_profile(roots):
+    vs = VirtualServer("10.0.0.10", 443, None)
+    run = declare(make_lb(virtual_server=vs), make_trust(*roots))
+
+    inputs = run.inputs("bigip-dc1-prod-virtual-server")
+    assert "clientProfiles" not in inputs, f"bigip-dc1-prod-virtual-server: {inputs}"
+
+
+def test_virtual_server_on_the_configurator_port_is_refused(roots):
+    vs = VirtualServer("10.0.0.10", 8443, "/Common/ws1-clientssl")
+    with pytest.raises(ValueError) as error:
+        declare(make_lb(virtual_server=vs), make_trust(*roots))
+    assert str(error.value) == (
+        "load balancer bigip-dc1: the virtual server must not use 8443, the appliance "
+        "configurator port; expected the service port, e.g. 443."
+    )
+
+
+def test_pool_member_on_the_configurator_port_is_refused(roots):
+    nodes = (Node("ws1-a.corp.example", "10.0.0.21", service_port=8443),)
+    with pytest.raises(ValueError) as error:
+        declare(make_lb(virtual_server=VS), make_trust(*roots, nodes=nodes))
+    assert str(error.value) == (
+        "load balancer bigip-dc1: pool member ws1-a.corp.example must not use 8443, the "
+        "appliance configurator port; expected the service port, e.g. 443."
+    )
