@@ -1,0 +1,67 @@
+"""The staging and prod stack files, through the harness, with emulators standing in for nodes."""
+
+from __future__ import annotations
+
+import pytest
+
+from emulators.appliance import ApplianceCluster
+from tests.harness import Stack
+from tests.program.stacks import PROGRAM, pointed_at, stack_config
+
+PASSWORD = "environment-emulator-password"
+BIGIP_CERTIFICATE = "f5bigip:ssl/certificate:Certificate"
+SERVER_SSL = "f5bigip:ltm/profileServerSsl:ProfileServerSsl"
+BIGIP_PROVIDER = "pulumi:providers:f5bigip"
+
+
+@pytest.fixture(params=["staging", "prod"])
+def environment(request, tmp_path, monkeypatch, lb_ca_pem):
+    config = stack_config(request.param)
+    cluster = config["clusters"][0]
+    nodes = [node["fqdn"] for node in cluster["nodes"]]
+    with ApplianceCluster(nodes, cluster["service_fqdn"], PASSWORD) as emulator:
+        config = pointed_at(config, {cluster["name"]: emulator})
+        config["clusters"][0]["root_ca_sha256"] = emulator.root_ca_sha256
+        config["clusters"][0]["load_balancer_root_ca"] = lb_ca_pem
+        management_ca = tmp_path / "certs" / "bigip-management-ca.pem"
+        management_ca.parent.mkdir()
+        management_ca.write_text(lb_ca_pem)
+        monkeypatch.setenv("WS1_ACCESS_ADMIN_PASSWORD", PASSWORD)
+        stack = Stack(PROGRAM, stack=request.param, config=config, cwd=str(tmp_path))
+        yield request.param, stack, emulator
+
+
+def test_each_big_ip_trusts_the_pinned_root_ca_and_verifies_nodes_by_name(environment):
+    name, stack, emulator = environment
+    result = stack.up()
+    assert result.error is None, f"{name}: {result.error}"
+    certificates = result.of_type(BIGIP_CERTIFICATE)
+    profiles = result.of_type(SERVER_SSL)
+    assert len(certificates) == 2 and len(profiles) == 2, f"{name}: {sorted(result.resources)}"
+    for certificate in certificates:
+        assert emulator.root_ca_pem.strip() in certificate.inputs["content"], certificate.urn
+        assert "/" not in certificate.inputs["name"], certificate.urn
+    for profile in profiles:
+        object_names = {f"/Common/{c.inputs['name']}" for c in certificates}
+        assert profile.inputs["caFile"] in object_names, profile.urn
+        assert profile.inputs["peerCertMode"] == "require", profile.urn
+        assert profile.inputs["untrustedCertResponseControl"] == "drop", profile.urn
+        assert profile.inputs["expireCertResponseControl"] == "drop", profile.urn
+    for provider in result.of_type(BIGIP_PROVIDER):
+        assert provider.inputs["teemDisable"] == "true", provider.urn
+        assert provider.inputs["validateCertsDisable"] == "false", provider.urn
+    exported = result.outputs["ws1"]["load_balancers"]
+    assert sorted(exported) == ["bigip-a", "bigip-b"]
+    assert all(v["trusted_sha256s"] == [emulator.root_ca_sha256] for v in exported.values())
+    # The reverse direction: the load balancer's CA is now on every node.
+    assert all(node.lb_root_ca_pem.strip() for node in emulator.nodes)
+
+
+def test_a_second_up_is_a_no_op_for_the_appliance(environment):
+    _, stack, emulator = environment
+    assert stack.up().error is None
+    emulator.reset_counters()
+    result = stack.up()
+    assert result.error is None, result.error
+    assert result.changed() == {}
+    assert emulator.writes() == 0 and emulator.logins() == 0
