@@ -95,9 +95,10 @@ What it does NOT model
   * Parallelism, timeouts, cancellation; a delete-before-replace does not replace dependants.
   * Secrets encryption (state values are plain; ``secrets`` says what would be encrypted).
   * Import, ``get``/``StackReference`` (ReadResource), invokes, ``protect``, ``ignore_changes``,
-    ``replace_on_changes`` on dynamic resources, ``retain_on_delete``, ``deleted_with``, ``replace_with``,
-    ``replacement_trigger``, aliases, transforms, hooks: a resource using one of these options
-    fails the run with a message saying so instead of silently behaving differently.
+    ``replace_on_changes`` on dynamic resources, ``retain_on_delete``, ``deleted_with``,
+    ``replace_with``, ``replacement_trigger``, aliases, transforms, hooks: a resource using one
+    of these options fails the run with a message saying so instead of silently behaving
+    differently.
   * Process isolation: providers run in the test process, so modules imported by the program or
     a provider stay imported (and keep their globals) between runs; ``__main__.py`` itself is
     re-executed each run. The root ``pulumi:pulumi:Stack`` resource is not recorded in state.

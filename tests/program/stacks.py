@@ -1,4 +1,4 @@
-"""Stack files as the harness sees them: the YAML config with node addresses pointed at emulators."""
+"""Stack files as the harness sees them: their config, with nodes pointed at emulators."""
 
 from __future__ import annotations
 

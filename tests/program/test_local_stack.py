@@ -133,7 +133,9 @@ def test_pin_mismatch_fails_preview_and_changes_nothing(stack, emulator):
     stack.config["clusters"][0]["root_ca_sha256"] = "AB:" * 31 + "AB"
     preview = stack.preview()
     assert preview.error is not None
-    assert preview.error.startswith("cluster local: root CA pin mismatch: node ws1-node1.local.test")
+    assert preview.error.startswith(
+        "cluster local: root CA pin mismatch: node ws1-node1.local.test"
+    )
     assert stack.up().error == preview.error
     assert bundle_file(stack).read_text() == before
 

@@ -193,8 +193,12 @@ def test_root_ca_read_reports_a_regenerated_root(appliance):
 
 
 def test_root_ca_check_reports_a_malformed_pin():
-    props = {"cluster": "ws1", "nodes": [{"fqdn": "a.b"}], "pins": ["not-a-fingerprint"],
-             "root_ca_bundle_pem": "x"}
+    props = {
+        "cluster": "ws1",
+        "nodes": [{"fqdn": "a.b"}],
+        "pins": ["not-a-fingerprint"],
+        "root_ca_bundle_pem": "x",
+    }
     failures = ApplianceRootCAProvider().check({}, props).failures
     assert [f.property for f in failures] == ["pins", "root_ca_bundle_pem"]
 
@@ -214,9 +218,11 @@ def test_root_ca_diff_ignores_provider_code_and_updates_on_new_fingerprints(appl
 
 def test_certificate_create_with_right_names_makes_no_login_and_no_write(appliance):
     appliance.reset_counters()
-    outs = configured(ApplianceCertificateProvider()).create(
-        certificate_props(appliance, PASSTHROUGH_SANS)
-    ).outs
+    outs = (
+        configured(ApplianceCertificateProvider())
+        .create(certificate_props(appliance, PASSTHROUGH_SANS))
+        .outs
+    )
     assert appliance.logins() == 0 and appliance.writes() == 0
     assert outs["nodes_needing_certificate"] == []
     assert sorted(outs["served"]) == sorted(NODE_FQDNS)
@@ -301,12 +307,17 @@ def test_refresh_sees_a_certificate_regenerated_out_of_band_and_diff_repairs_it(
 
 
 def test_certificate_check_requires_the_common_name_as_a_san():
-    failures = ApplianceCertificateProvider().check(
-        {}, {"common_name": SERVICE_FQDN, "sans": list(NODE_FQDNS), "nodes": [{}]}
-    ).failures
+    failures = (
+        ApplianceCertificateProvider()
+        .check({}, {"common_name": SERVICE_FQDN, "sans": list(NODE_FQDNS), "nodes": [{}]})
+        .failures
+    )
     assert [(f.property, f.reason) for f in failures] == [
-        ("sans", f"the service FQDN {SERVICE_FQDN} must also be a Subject Alternative Name "
-                 "(some browsers require it).")
+        (
+            "sans",
+            f"the service FQDN {SERVICE_FQDN} must also be a Subject Alternative Name "
+            "(some browsers require it).",
+        )
     ]
 
 
@@ -368,4 +379,6 @@ def test_load_balancer_root_ca_check_refuses_a_leaf_certificate(appliance):
 def test_serialized_provider_is_small_and_holds_no_credentials(provider_class):
     serialized = serialize_provider(provider_class())
     assert len(serialized) < 1024
-    assert ADMIN_PASSWORD not in str(dill.loads(__import__("base64").b64decode(serialized)).__dict__)
+    assert ADMIN_PASSWORD not in str(
+        dill.loads(__import__("base64").b64decode(serialized)).__dict__
+    )
