@@ -12,13 +12,13 @@ except SettingsError as problem:
 
 # Every cluster is observed and approved before anything is declared: a refusal for one
 # cluster leaves every load balancer of every cluster as it was.
-observations = {cluster.name: observe_and_approve(cluster) for cluster in settings.clusters}
+approved = {cluster.name: observe_and_approve(cluster) for cluster in settings.clusters}
 
 for cluster in settings.clusters:
     trust = AccessTrust(
         cluster,
         settings.load_balancers_for(cluster.name),
-        observations[cluster.name],
+        approved[cluster.name],
         expiry_warning_days=settings.expiry_warning_days,
     )
     pulumi.export(cluster.name, trust.exports)

@@ -9,10 +9,12 @@ with its own private CA, that CA on the appliance.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 import pulumi
+from cryptography import x509
 
 from components import pki
 from components.appliance.certificate import ApplianceCertificate
@@ -28,7 +30,7 @@ from components.appliance.root_ca import ApplianceRootCA
 from components.settings import Cluster
 from components.trust_stores import ClusterTrust, declare_trust_store
 
-__all__ = ["AccessTrust", "observe_and_approve"]
+__all__ = ["AccessTrust", "ApprovedCluster", "observe_and_approve"]
 
 
 def node_addresses(cluster: Cluster) -> list[NodeAddress]:
@@ -40,7 +42,15 @@ def node_addresses(cluster: Cluster) -> list[NodeAddress]:
     ]
 
 
-def observe_and_approve(cluster: Cluster, now: datetime | None = None) -> ClusterObservation:
+@dataclass(frozen=True)
+class ApprovedCluster:
+    """What a cluster serves now, and the root CAs its load balancers may trust."""
+
+    observation: ClusterObservation
+    trusted_root_cas: tuple[x509.Certificate, ...]
+
+
+def observe_and_approve(cluster: Cluster, now: datetime | None = None) -> ApprovedCluster:
     """Observe the cluster now and apply the trust rules; a refusal is a clean program error.
 
     Runs before any resource is declared, so a refused trust leaves every load balancer as
@@ -50,14 +60,20 @@ def observe_and_approve(cluster: Cluster, now: datetime | None = None) -> Cluste
         if cluster.load_balancer_root_ca is not None:
             source = f"config key clusters[{cluster.name}].load_balancer_root_ca"
             pki.check_ca(pki.load_certificate(cluster.load_balancer_root_ca, source), source, now)
+        incoming = None
+        if cluster.incoming_root_ca is not None:
+            source = f"config key clusters[{cluster.name}].incoming_root_ca"
+            incoming = pki.load_certificate(cluster.incoming_root_ca, source)
         observation = observe_cluster(cluster.name, node_addresses(cluster), now=now)
-        decide_trust(observation, cluster.root_ca_sha256, cluster.trust_on_first_use)
+        trusted = decide_trust(
+            observation, cluster.root_ca_sha256, cluster.trust_on_first_use, incoming, now
+        )
     except (ApplianceError, TrustDecisionError, pki.CertificateError) as problem:
         message = str(problem)
         if not message.startswith(f"cluster {cluster.name}"):
             message = f"cluster {cluster.name}: {message}"
         raise pulumi.RunError(message) from None
-    return observation
+    return ApprovedCluster(observation, trusted)
 
 
 class AccessTrust(pulumi.ComponentResource):
@@ -67,7 +83,7 @@ class AccessTrust(pulumi.ComponentResource):
         self,
         cluster: Cluster,
         load_balancers: Sequence[Any],
-        observation: ClusterObservation,
+        approved: ApprovedCluster,
         *,
         expiry_warning_days: int,
         now: datetime | None = None,
@@ -76,6 +92,7 @@ class AccessTrust(pulumi.ComponentResource):
         super().__init__("ws1-access-lb-trust:index:AccessTrust", cluster.name, None, opts)
         child = pulumi.ResourceOptions(parent=self)
         nodes = node_addresses(cluster)
+        observation = approved.observation
 
         self.root_ca = ApplianceRootCA(
             f"{cluster.name}-root-ca",
@@ -83,7 +100,8 @@ class AccessTrust(pulumi.ComponentResource):
             nodes=nodes,
             pins=list(cluster.root_ca_sha256),
             trust_on_first_use=cluster.trust_on_first_use,
-            observation=observation,
+            incoming_root_ca_pem=cluster.incoming_root_ca,
+            trusted_root_cas=approved.trusted_root_cas,
             opts=child,
         )
         trust = ClusterTrust(
@@ -93,9 +111,7 @@ class AccessTrust(pulumi.ComponentResource):
             root_ca_bundle_pem=self.root_ca.root_ca_bundle_pem,
             root_ca_sha256s=self.root_ca.root_ca_sha256s,
         )
-        self.trust_stores = {
-            lb.name: declare_trust_store(lb, trust, self) for lb in load_balancers
-        }
+        self.trust_stores = {lb.name: declare_trust_store(lb, trust, self) for lb in load_balancers}
 
         if cluster.manage_certificate:
             required = pki.required_names(
@@ -112,7 +128,7 @@ class AccessTrust(pulumi.ComponentResource):
                 observation=observation,
                 opts=child,
             )
-            planned = set(observation.root_ca_sha256s)
+            planned = {pki.sha256_fingerprint(root) for root in approved.trusted_root_cas}
             self.certificate.served.apply(lambda served: self._warn_untrusted(served, planned))
         else:
             self.certificate = None
@@ -128,17 +144,18 @@ class AccessTrust(pulumi.ComponentResource):
                 opts=child,
             )
 
-        self._warn_at_plan_time(cluster, observation, expiry_warning_days, now)
-        self.exports = self._exports(cluster, observation, now)
+        self._warn_at_plan_time(cluster, approved, expiry_warning_days, now)
+        self.exports = self._exports(cluster, approved, now)
         self.register_outputs({"trust": self.exports})
 
     def _warn_at_plan_time(
         self,
         cluster: Cluster,
-        observation: ClusterObservation,
+        approved: ApprovedCluster,
         warning_days: int,
         now: datetime | None,
     ) -> None:
+        observation = approved.observation
         if cluster.trust_on_first_use:
             pulumi.log.warn(
                 f"cluster {cluster.name}: TRUST ON FIRST USE. The load balancers will trust "
@@ -147,7 +164,7 @@ class AccessTrust(pulumi.ComponentResource):
                 "Certificates > Server Certificate) and pin it with root_ca_sha256.",
                 resource=self,
             )
-        for root_ca in observation.root_cas:
+        for root_ca in approved.trusted_root_cas:
             self._warn_expiry(cluster.name, "root CA", root_ca, warning_days, now)
         for node in observation.nodes:
             self._warn_expiry(
@@ -183,9 +200,9 @@ class AccessTrust(pulumi.ComponentResource):
                 )
 
     def _exports(
-        self, cluster: Cluster, observation: ClusterObservation, now: datetime | None
+        self, cluster: Cluster, approved: ApprovedCluster, now: datetime | None
     ) -> dict[str, Any]:
-        days_left = min(pki.days_until_expiry(root, now) for root in observation.root_cas)
+        days_left = min(pki.days_until_expiry(root, now) for root in approved.trusted_root_cas)
         return {
             "service_fqdn": cluster.service_fqdn,
             "root_ca_sha256s": self.root_ca.root_ca_sha256s,

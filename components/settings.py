@@ -51,6 +51,7 @@ _CLUSTER_KEYS = (
     "manage_certificate",
     "admin_password_key",
     "load_balancer_root_ca",
+    "incoming_root_ca",
 )
 _NODE_KEYS = ("fqdn", "address", "service_port", "configurator_port")
 _COMMON_LB_KEYS = ("name", "kind", "cluster")
@@ -111,6 +112,8 @@ class Cluster:
     # False means the provider falls back to ADMIN_PASSWORD_ENVIRONMENT_VARIABLE.
     admin_password_in_config: bool = False
     load_balancer_root_ca: str | None = field(default=None, repr=False)
+    # A root CA the nodes are about to move to (rotation): trusted ahead of time.
+    incoming_root_ca: str | None = field(default=None, repr=False)
 
     @property
     def passthrough(self) -> bool:
@@ -382,8 +385,14 @@ class _Object:
         if value is None:
             return default
         return _integer(
-            self.report, self.at(key), value, "a port number from 1 to 65535", 1, 65535,
-            self.hidden, default,
+            self.report,
+            self.at(key),
+            value,
+            "a port number from 1 to 65535",
+            1,
+            65535,
+            self.hidden,
+            default,
         )
 
 
@@ -516,6 +525,9 @@ class _Parser:
         extra_sans = self.extra_sans(obj)
         manage_certificate = obj.boolean("manage_certificate", True)
         root_ca = self.load_balancer_root_ca(obj, termination)
+        incoming_root_ca = self.certificate_pem(
+            obj, "incoming_root_ca", "the root CA the nodes will move to"
+        )
         admin_key = self.password_key(
             obj, "admin_password_key", _DEFAULT_ADMIN_PASSWORD_KEY, "appliance admin password"
         )
@@ -531,6 +543,7 @@ class _Parser:
             admin_password_key=admin_key,
             admin_password_in_config=admin_key in self.raw,
             load_balancer_root_ca=root_ca,
+            incoming_root_ca=incoming_root_ca,
         )
 
     def ssl_termination(self, obj: _Object) -> SslTermination:
@@ -565,8 +578,10 @@ class _Parser:
                 continue
             node = obj.child(path, item)
             node.check_keys(_NODE_KEYS)
-            example = f"ws1-{chr(ord('a') + index)}.corp.example" if index < 26 else (
-                f"ws1-node{index + 1}.corp.example"
+            example = (
+                f"ws1-{chr(ord('a') + index)}.corp.example"
+                if index < 26
+                else (f"ws1-node{index + 1}.corp.example")
             )
             fqdn = self.dns_name(node, "fqdn", "the node's FQDN", example)
             if fqdn and fqdn in seen:
@@ -638,19 +653,22 @@ class _Parser:
 
     def load_balancer_root_ca(self, obj: _Object, termination: SslTermination) -> str | None:
         key = "load_balancer_root_ca"
-        value = obj.get(key)
-        if value is None:
-            return None
-        if not isinstance(value, str):
-            obj.problem(key, f"expected PEM text, got {_kind(value)}.")
-            return None
-        if termination == "passthrough":
+        if obj.get(key) is not None and termination == "passthrough":
             obj.problem(
                 key,
                 "is set, but ssl_termination is passthrough: the appliance only needs the load "
                 "balancer's root CA when the load balancer terminates SSL; remove it, or set "
                 "ssl_termination: load_balancer.",
             )
+            return None
+        return self.certificate_pem(obj, key, "the load balancer's root CA")
+
+    def certificate_pem(self, obj: _Object, key: str, expected: str) -> str | None:
+        value = obj.get(key)
+        if value is None:
+            return None
+        if not isinstance(value, str):
+            obj.problem(key, f"expected PEM text, got {_kind(value)}.")
             return None
         if _PEM_PRIVATE_KEY.search(value):
             obj.problem(
@@ -662,7 +680,7 @@ class _Parser:
         if not _PEM_CERTIFICATE.search(value):
             obj.problem(
                 key,
-                "does not contain a PEM certificate (expected the load balancer's root CA, "
+                f"does not contain a PEM certificate (expected {expected}, "
                 "from -----BEGIN CERTIFICATE----- to -----END CERTIFICATE-----).",
             )
             return None
@@ -670,9 +688,7 @@ class _Parser:
 
     # -- load balancers
 
-    def load_balancers(
-        self, objects: list[_Object], clusters: list[Cluster]
-    ) -> list[LoadBalancer]:
+    def load_balancers(self, objects: list[_Object], clusters: list[Cluster]) -> list[LoadBalancer]:
         by_name = {cluster.name: cluster for cluster in clusters if cluster.name}
         load_balancers: list[LoadBalancer] = []
         names: dict[str, str] = {}
@@ -747,7 +763,9 @@ class _Parser:
         self, obj: _Object, name: str, cluster_name: str, cluster: Cluster | None
     ) -> F5LoadBalancer:
         address = self.address(
-            obj, "address", "the host name or IP address of the BIG-IP management API",
+            obj,
+            "address",
+            "the host name or IP address of the BIG-IP management API",
             required=True,
         )
         port = obj.port("port", 443)
@@ -990,4 +1008,3 @@ def _kind(value: Any) -> str:
     if isinstance(value, Mapping):
         return "an object"
     return type(value).__name__
-

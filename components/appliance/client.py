@@ -78,6 +78,8 @@ def request_timeout() -> float:
         raise ApplianceError(
             f"environment variable {TIMEOUT_VARIABLE} must be a number of seconds."
         ) from None
+
+
 _VK_TOKEN = re.compile(r"""ec_wiz\.vk\s*=\s*['"]([^'"]+)['"]""")
 _ATTEMPTS = 3  # idempotent reads only; writes are never retried blindly
 
@@ -183,9 +185,7 @@ def observe_node(node: NodeAddress, timeout: float | None = None) -> ServedNode:
     last_problem = ""
     for attempt in range(_ATTEMPTS):
         try:
-            served_der, status, body = _fetch_root_ca_unverified(
-                node, timeout or request_timeout()
-            )
+            served_der, status, body = _fetch_root_ca_unverified(node, timeout or request_timeout())
             break
         except (OSError, http.client.HTTPException) as problem:
             last_problem = _describe_network_problem(problem)

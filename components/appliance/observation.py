@@ -93,16 +93,35 @@ def observe_cluster(
 
 
 def decide_trust(
-    observation: ClusterObservation, pins: Sequence[str], trust_on_first_use: bool
-) -> None:
-    """Raise TrustDecisionError unless the observed root CA(s) may be trusted.
+    observation: ClusterObservation,
+    pins: Sequence[str],
+    trust_on_first_use: bool,
+    incoming_root_ca: x509.Certificate | None = None,
+    now: datetime | None = None,
+) -> tuple[x509.Certificate, ...]:
+    """The root CAs the load balancers must trust; TrustDecisionError when they may not.
 
     With pins, every root CA a node publishes must be pinned; several pinned root CAs are
     the rotation case, and the load balancers then trust all of them until every node
     serves from the new one. Without pins (trust on first use, explicitly configured), all
-    nodes must publish the same root CA.
+    nodes must publish the same root CA. `incoming_root_ca` (from the stack config) is the
+    root CA a rotation moves to: it is trusted ahead of time, so that no node ever serves
+    a certificate its load balancers do not trust yet.
     """
     cluster, served = observation.cluster, observation.nodes
+    incoming_sha256 = ""
+    if incoming_root_ca is not None:
+        source = f"cluster {cluster}: the incoming root CA (config key incoming_root_ca)"
+        pki.check_ca(incoming_root_ca, source, now)
+        incoming_sha256 = pki.sha256_fingerprint(incoming_root_ca)
+        if pins and incoming_sha256 not in pins:
+            raise TrustDecisionError(
+                f"cluster {cluster}: the incoming root CA {incoming_sha256} (config key "
+                "incoming_root_ca) is not pinned; add its fingerprint to root_ca_sha256."
+            )
+    current = [
+        root for root in observation.root_cas if pki.sha256_fingerprint(root) != incoming_sha256
+    ]
     by_node = "; ".join(f"{node.fqdn} serves {node.root_ca_sha256}" for node in served)
     if pins:
         unpinned = [node for node in served if node.root_ca_sha256 not in pins]
@@ -120,9 +139,12 @@ def decide_trust(
             f"nodes publish: {by_node}. Pin it with root_ca_sha256 after checking it on the "
             "appliance console, or set trust_on_first_use: true."
         )
-    elif len(observation.root_cas) > 1:
+    elif len(current) > 1:
         raise TrustDecisionError(
             f"cluster {cluster}: the nodes publish different root CAs ({by_node}). Without a "
             "pin this program will not choose between them; if this is a root CA rotation, "
             "pin both fingerprints with root_ca_sha256 (a list) to approve the overlap."
         )
+    if incoming_root_ca is not None and len(current) == len(observation.root_cas):
+        return (*observation.root_cas, incoming_root_ca)
+    return observation.root_cas

@@ -1,7 +1,8 @@
 """Dynamic resource: the appliance root CA(s) a cluster's load balancers must trust.
 
-Inputs carry the program-time observation (fingerprints and PEM bundle), so preview shows
-exactly what will be trusted. `create`/`update` observe the cluster again and refuse to go
+Inputs carry the program-time decision (fingerprints and PEM bundle of the root CAs the
+nodes publish, plus an incoming root CA during a rotation), so preview shows exactly what
+will be trusted. `create`/`update` observe the cluster again and refuse to go
 on if it changed since preview; `read` reports what the nodes publish now (refresh).
 `delete` changes nothing on the appliance: the root CA belongs to it, and removing this
 resource only stops this program from managing trust in it.
@@ -9,9 +10,11 @@ resource only stops this program from managing trust in it.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import pulumi
+from cryptography import x509
 from pulumi.dynamic import CheckFailure, CheckResult, CreateResult, ReadResult, UpdateResult
 
 from components import pki
@@ -26,6 +29,7 @@ _INPUT_KEYS = (
     "nodes",
     "pins",
     "trust_on_first_use",
+    "incoming_root_ca_pem",
     "root_ca_sha256s",
     "root_ca_bundle_pem",
 )
@@ -59,9 +63,18 @@ class ApplianceRootCAProvider(TrustProvider):
         return UpdateResult(outs=_apply(news))
 
     def read(self, id_: str, props: dict[str, Any]) -> ReadResult:
+        # What the nodes publish now, without the trust decision: refresh reports drift,
+        # and the next preview decides whether it may be trusted.
         observation = _observe(props)
+        roots = list(observation.root_cas)
+        incoming = _incoming(props)
+        if (
+            incoming is not None
+            and pki.sha256_fingerprint(incoming) not in observation.root_ca_sha256s
+        ):
+            roots.append(incoming)
         outs = dict(props)
-        outs.update(_observed_outputs(observation))
+        outs.update(_outputs(observation, roots))
         return ReadResult(id_=id_, outs=outs)
 
     def delete(self, _id: str, _props: dict[str, Any]) -> None:
@@ -73,17 +86,22 @@ def _observe(props: dict[str, Any]) -> ClusterObservation:
     return observe_cluster(str(props["cluster"]), nodes)
 
 
-def _observed_outputs(observation: ClusterObservation) -> dict[str, Any]:
+def _incoming(props: dict[str, Any]) -> x509.Certificate | None:
+    pem = props.get("incoming_root_ca_pem")
+    return pki.load_certificate(str(pem), "incoming_root_ca") if pem else None
+
+
+def _outputs(observation: ClusterObservation, roots: Sequence[x509.Certificate]) -> dict[str, Any]:
     return {
-        "root_ca_sha256s": observation.root_ca_sha256s,
-        "root_ca_bundle_pem": observation.root_ca_bundle_pem,
+        "root_ca_sha256s": [pki.sha256_fingerprint(root) for root in roots],
+        "root_ca_bundle_pem": pki.bundle_pem(roots),
         "root_cas": [
             {
                 "sha256": summary.sha256,
                 "subject": summary.subject,
                 "not_after": summary.not_after.isoformat(),
             }
-            for summary in map(pki.summarize, observation.root_cas)
+            for summary in map(pki.summarize, roots)
         ],
         "node_root_ca_sha256s": observation.node_root_ca_sha256s(),
     }
@@ -91,17 +109,22 @@ def _observed_outputs(observation: ClusterObservation) -> dict[str, Any]:
 
 def _apply(props: dict[str, Any]) -> dict[str, Any]:
     observation = _observe(props)
-    decide_trust(observation, list(props.get("pins") or []), bool(props["trust_on_first_use"]))
+    roots = decide_trust(
+        observation,
+        list(props.get("pins") or []),
+        bool(props["trust_on_first_use"]),
+        _incoming(props),
+    )
     planned = sorted(props["root_ca_sha256s"])
-    if sorted(observation.root_ca_sha256s) != planned:
+    now_trusted = sorted(pki.sha256_fingerprint(root) for root in roots)
+    if now_trusted != planned:
         raise RuntimeError(
             f"cluster {props['cluster']}: the appliance root CA changed after this run was "
-            f"planned (planned {', '.join(planned)}; the nodes now publish "
-            f"{', '.join(observation.root_ca_sha256s)}). Nothing was trusted; run "
-            "`pulumi preview` again to review the new fingerprint."
+            f"planned (planned {', '.join(planned)}; now {', '.join(now_trusted)}). Nothing "
+            "was trusted; run `pulumi preview` again to review the new fingerprint."
         )
     outs = {key: props[key] for key in _INPUT_KEYS if key in props}
-    outs.update(_observed_outputs(observation))
+    outs.update(_outputs(observation, roots))
     return outs
 
 
@@ -121,7 +144,8 @@ class ApplianceRootCA(pulumi.dynamic.Resource, module="ws1", name="ApplianceRoot
         nodes: list[NodeAddress],
         pins: list[str],
         trust_on_first_use: bool,
-        observation: ClusterObservation,
+        incoming_root_ca_pem: str | None,
+        trusted_root_cas: Sequence[x509.Certificate],
         opts: pulumi.ResourceOptions | None = None,
     ) -> None:
         props: dict[str, Any] = {
@@ -129,11 +153,11 @@ class ApplianceRootCA(pulumi.dynamic.Resource, module="ws1", name="ApplianceRoot
             "nodes": [node.as_input() for node in nodes],
             "pins": pins,
             "trust_on_first_use": trust_on_first_use,
-            "root_ca_sha256s": observation.root_ca_sha256s,
-            "root_ca_bundle_pem": observation.root_ca_bundle_pem,
+            "incoming_root_ca_pem": incoming_root_ca_pem or "",
+            "root_ca_sha256s": [pki.sha256_fingerprint(root) for root in trusted_root_cas],
+            "root_ca_bundle_pem": pki.bundle_pem(trusted_root_cas),
             # Output-only: known after apply (preview shows the inputs above).
             "root_cas": None,
             "node_root_ca_sha256s": None,
         }
         super().__init__(ApplianceRootCAProvider(), name, props, opts)
-

@@ -108,9 +108,7 @@ def declare_trust(
         # tmsh's value for no client certificate.
         cert="none",
         key="none",
-        opts=pulumi.ResourceOptions.merge(
-            on_device, pulumi.ResourceOptions(depends_on=name_check)
-        ),
+        opts=pulumi.ResourceOptions.merge(on_device, pulumi.ResourceOptions(depends_on=name_check)),
     )
 
     if lb.virtual_server is not None:

@@ -417,7 +417,7 @@ def test_unknown_cluster_key_suggests_the_closest_one() -> None:
         f"{P}clusters[0].extra_san: unknown key; did you mean 'extra_sans'?",
         f"{P}clusters[0].colour: unknown key (expected one of: name, service_fqdn, "
         "ssl_termination, nodes, root_ca_sha256, trust_on_first_use, extra_sans, "
-        "manage_certificate, admin_password_key, load_balancer_root_ca).",
+        "manage_certificate, admin_password_key, load_balancer_root_ca, incoming_root_ca).",
     ]
 
 
@@ -1124,3 +1124,14 @@ def test_load_settings_reports_plain_passwords_and_text_that_is_not_json(
         f"{P}labAdminPassword: holds the appliance admin password in plain text; "
         "make it a secret with `pulumi config set --secret labAdminPassword <password>`.",
     )
+
+
+def test_incoming_root_ca_must_be_a_certificate_without_a_key() -> None:
+    def change(raw: dict[str, Any]) -> None:
+        prod(raw)["incoming_root_ca"] = "not a certificate"
+
+    assert problems_after(change) == [
+        f"{P}clusters[0].incoming_root_ca: does not contain a PEM certificate (expected the "
+        "root CA the nodes will move to, from -----BEGIN CERTIFICATE----- to "
+        "-----END CERTIFICATE-----)."
+    ]
