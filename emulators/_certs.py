@@ -97,7 +97,9 @@ class CertificateAuthority:
     private_key: PrivateKey
 
     @classmethod
-    def create(cls, key_type: str = "rsa2048") -> CertificateAuthority:
+    def create(
+        cls, key_type: str = "rsa2048", validity: datetime.timedelta = ROOT_CA_VALIDITY
+    ) -> CertificateAuthority:
         key = new_private_key(key_type)
         # The appliance names its root after the product plus a random suffix, so two
         # appliances never produce the same subject; the suffix mimics that.
@@ -117,7 +119,7 @@ class CertificateAuthority:
             .public_key(key.public_key())
             .serial_number(x509.random_serial_number())
             .not_valid_before(now - CLOCK_SKEW)
-            .not_valid_after(now + ROOT_CA_VALIDITY)
+            .not_valid_after(now + validity)
             .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
             .add_extension(
                 x509.KeyUsage(

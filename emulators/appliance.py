@@ -644,6 +644,19 @@ class EmulatedNode:
         )
         self._install(root, leaf)
 
+    def serve_certificate_expiring_in(self, days: int) -> None:
+        """Serve a leaf from the same root, with the same names, that expires in `days` days."""
+        now = datetime.datetime.now(datetime.UTC)
+        with self._lock:
+            root, common_name, names = self._root, self._leaf.common_name, self._leaf.dns_names
+        leaf = root.issue(
+            common_name,
+            names,
+            key_type=self._cluster.key_type,
+            not_after=now + datetime.timedelta(days=days, hours=12),
+        )
+        self._install(root, leaf)
+
     def serve_certificate_for(self, names: Sequence[str]) -> None:
         """Serve a leaf from the same root for other names (CN = names[0], SANs = names)."""
         if not names:
@@ -747,6 +760,7 @@ class ApplianceCluster:
         admin_password: str,
         *,
         key_type: str = "rsa2048",
+        root_ca_validity_days: int = 3652,
     ) -> None:
         if not node_fqdns:
             raise ValueError("a cluster needs at least one node FQDN")
@@ -765,7 +779,9 @@ class ApplianceCluster:
         self._admin_password = admin_password
         self._lock = threading.Lock()
         self._started = False
-        self._root = CertificateAuthority.create(key_type)
+        self._root = CertificateAuthority.create(
+            key_type, datetime.timedelta(days=root_ca_validity_days)
+        )
         self._next_root: CertificateAuthority | None = None
         names = [service_fqdn, *(n for n in node_fqdns if n != service_fqdn)]
         self.nodes: list[EmulatedNode] = [EmulatedNode(self, fqdn, names) for fqdn in node_fqdns]
@@ -847,6 +863,15 @@ class ApplianceCluster:
         """The root CA that regeneration under `regeneration_makes_new_root` issues from."""
         with self._lock:
             return self._next_root.pem if self._next_root else None
+
+    def prepare_next_root(self) -> str:
+        """Create (once) the root CA that regeneration under `regeneration_makes_new_root`
+        issues from, and return its PEM: the operator holds the new root CA before rolling
+        it out (their own CA for custom certificates, or one exported ahead of time)."""
+        with self._lock:
+            if self._next_root is None:
+                self._next_root = CertificateAuthority.create(self.key_type)
+            return self._next_root.pem
 
     def _root_for_regeneration(self, node: EmulatedNode) -> CertificateAuthority:
         if not self.regeneration_makes_new_root:

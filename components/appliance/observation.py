@@ -145,6 +145,9 @@ def decide_trust(
             "pin this program will not choose between them; if this is a root CA rotation, "
             "pin both fingerprints with root_ca_sha256 (a list) to approve the overlap."
         )
-    if incoming_root_ca is not None and len(current) == len(observation.root_cas):
-        return (*observation.root_cas, incoming_root_ca)
-    return observation.root_cas
+    roots = list(observation.root_cas)
+    if incoming_root_ca is not None and len(current) == len(roots):
+        roots.append(incoming_root_ca)
+    # Oldest first, whatever order the nodes answered in: the same roots must always make
+    # the same bundle, or every up would rewrite every trust store.
+    return tuple(sorted(roots, key=lambda r: (r.not_valid_before_utc, pki.sha256_fingerprint(r))))

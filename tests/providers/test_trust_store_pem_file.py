@@ -251,13 +251,18 @@ def _failures(result: Any) -> list[tuple[str, str]]:
 
 def test_check_refuses_an_empty_or_relative_path(provider, old_bundle):
     assert _failures(provider.check({}, {**props(Path("x"), old_bundle), "path": ""})) == [
-        ("path", f"load balancer {LB}: the PEM bundle path is empty; expected an absolute "
-         "file path.")
+        (
+            "path",
+            f"load balancer {LB}: the PEM bundle path is empty; expected an absolute file path.",
+        )
     ]
     relative = props(Path("trust/ws1.pem"), old_bundle)
     assert _failures(provider.check({}, relative)) == [
-        ("path", f"load balancer {LB}: the PEM bundle path 'trust/ws1.pem' is relative; "
-         "expected an absolute file path.")
+        (
+            "path",
+            f"load balancer {LB}: the PEM bundle path 'trust/ws1.pem' is relative; "
+            "expected an absolute file path.",
+        )
     ]
 
 
@@ -267,17 +272,20 @@ def test_check_refuses_a_private_key_in_the_bundle(provider, tmp_path, cas, old_
     assert len(failures) == 1, failures
     prop, reason = failures[0]
     assert prop == "bundle_pem"
-    assert reason.startswith(
-        f"the trust bundle of load balancer {LB} contains a private key"
-    ), reason
+    assert reason.startswith(f"the trust bundle of load balancer {LB} contains a private key"), (
+        reason
+    )
     assert "PRIVATE KEY-----\nMI" not in reason, "the key itself must not be echoed"
 
 
 def test_check_refuses_text_that_is_not_pem_certificates(provider, tmp_path):
     failures = _failures(provider.check({}, props(tmp_path / "t.pem", "hello\n")))
     assert failures == [
-        ("bundle_pem", f"the trust bundle of load balancer {LB} is not a PEM certificate: "
-         "no -----BEGIN CERTIFICATE----- line was found.")
+        (
+            "bundle_pem",
+            f"the trust bundle of load balancer {LB} is not a PEM certificate: "
+            "no -----BEGIN CERTIFICATE----- line was found.",
+        )
     ]
 
 

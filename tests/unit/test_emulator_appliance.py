@@ -477,6 +477,35 @@ def test_serve_expired_certificate(cluster):
         served_leaf(node, cadata=cluster.root_ca_pem)
 
 
+def test_serve_certificate_expiring_in(cluster):
+    node = cluster.nodes[0]
+    names = node.subject_alt_names
+    node.serve_certificate_expiring_in(10)
+    leaf = served_leaf(node)
+    left = leaf.not_valid_after_utc - datetime.datetime.now(datetime.UTC)
+    assert datetime.timedelta(days=10) < left < datetime.timedelta(days=11)
+    assert dns_names(leaf) == names
+    verify_for(leaf, cluster.root_ca_pem, node.fqdn)
+
+
+def test_prepare_next_root_is_the_root_that_regeneration_then_uses(cluster):
+    next_root = cluster.prepare_next_root()
+    assert cluster.prepare_next_root() == next_root
+    assert next_root != cluster.root_ca_pem
+    cluster.regeneration_makes_new_root = True
+    node = cluster.nodes[0]
+    node.regenerate(node.common_name, node.subject_alt_names)
+    assert node.root_ca_pem == next_root
+    verify_for(served_leaf(node), next_root, node.fqdn)
+
+
+def test_root_ca_validity_is_configurable():
+    short = ApplianceCluster([f"ws1-a.{DOMAIN}"], f"ws1.{DOMAIN}", "pw", root_ca_validity_days=20)
+    root = x509.load_pem_x509_certificate(short.root_ca_pem.encode())
+    left = root.not_valid_after_utc - datetime.datetime.now(datetime.UTC)
+    assert datetime.timedelta(days=19) < left <= datetime.timedelta(days=20)
+
+
 def test_serve_certificate_for_wrong_names(cluster):
     node = cluster.nodes[1]
     node.serve_certificate_for([f"somebody-else.{DOMAIN}"])

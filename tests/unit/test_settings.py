@@ -479,8 +479,7 @@ def test_duplicate_cluster_name() -> None:
         f5(raw).pop("virtual_server")
 
     assert problems_after(change) == [
-        f"{P}clusters[1].name: 'ws1-prod' is already the name of clusters[0]; "
-        "names must be unique."
+        f"{P}clusters[1].name: 'ws1-prod' is already the name of clusters[0]; names must be unique."
     ]
 
 
@@ -495,8 +494,7 @@ def test_missing_required_cluster_fields() -> None:
         f"{P}clusters[0].service_fqdn: is required; expected the FQDN users type to reach "
         "the service, e.g. ws1.corp.example.",
         f"{P}clusters[0].ssl_termination: is required; expected load_balancer or passthrough.",
-        f"{P}clusters[0].nodes: is required; expected a list of node objects, each with an "
-        "fqdn.",
+        f"{P}clusters[0].nodes: is required; expected a list of node objects, each with an fqdn.",
         f"{P}load_balancers[0].cluster: 'ws1-prod' is not a declared cluster "
         "(declared: 'ws1-lab').",
     ]
@@ -520,8 +518,7 @@ def test_unknown_ssl_termination() -> None:
         ("-ws1.corp", "'-ws1.corp' is not a valid DNS name (expected e.g. ws1-c.corp.example)."),
         (
             "ws1." + "a" * 64 + ".example",
-            f"'ws1.{'a' * 64}.example' is not a valid DNS name (expected e.g. "
-            "ws1-c.corp.example).",
+            f"'ws1.{'a' * 64}.example' is not a valid DNS name (expected e.g. ws1-c.corp.example).",
         ),
         (
             "10.0.0.3",
@@ -599,9 +596,7 @@ def test_a_node_that_is_not_an_object() -> None:
     def change(raw: dict[str, Any]) -> None:
         prod(raw)["nodes"][1] = "ws1-b.corp.example"
 
-    assert problems_after(change) == [
-        f"{P}clusters[0].nodes[1]: expected an object, got a string."
-    ]
+    assert problems_after(change) == [f"{P}clusters[0].nodes[1]: expected an object, got a string."]
 
 
 def test_node_fqdns_are_unique_within_a_cluster_whatever_their_case() -> None:

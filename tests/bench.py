@@ -1,0 +1,61 @@
+"""Benchmark figures, printed one per line as `name: value unit` (run with `make bench`).
+
+* the serialized size of each dynamic provider (the engine stores it in state with every
+  resource; target under 1024 bytes);
+* the emulated appliance's request counts for each lifecycle scenario of
+  tests/program/scenarios.py, leaving out each scenario's setup steps (target for
+  no-change: 0 writes and at most 1 read per node).
+
+Figures, not timings: counts do not depend on the machine.
+"""
+
+from __future__ import annotations
+
+import sys
+import tempfile
+from pathlib import Path
+
+from pulumi.dynamic.dynamic import serialize_provider
+
+from components.appliance.certificate import ApplianceCertificateProvider
+from components.appliance.lb_root import ApplianceLoadBalancerRootCAProvider
+from components.appliance.root_ca import ApplianceRootCAProvider
+from components.trust_stores.pem_file import PemTrustBundleProvider
+from tests.program import scenarios
+
+PROVIDERS = {
+    "ApplianceRootCA": ApplianceRootCAProvider,
+    "ApplianceCertificate": ApplianceCertificateProvider,
+    "ApplianceLoadBalancerRootCA": ApplianceLoadBalancerRootCAProvider,
+    "PemTrustBundle": PemTrustBundleProvider,
+}
+
+
+def main() -> int:
+    for name, provider in PROVIDERS.items():
+        print(f"serialized provider bytes {name}: {len(serialize_provider(provider()))} bytes")
+    for name, (scenario, options) in scenarios.SCENARIOS.items():
+        with tempfile.TemporaryDirectory() as directory:
+            with scenarios.world(Path(directory), **options) as world:
+                steps = [step for step in scenario(world) if not step.setup]
+        writes = sum(step.writes for step in steps)
+        reads = sum(step.reads for step in steps)
+        logins = sum(step.logins for step in steps)
+        per_node: dict[str, int] = {}
+        for step in steps:
+            for fqdn, count in step.per_node.items():
+                per_node[fqdn] = per_node.get(fqdn, 0) + count
+        lb_writes = sum(step.load_balancer_writes for step in steps)
+        print(
+            f"scenario {name}: writes {writes}, reads {reads}, logins {logins}, "
+            f"load balancer writes {lb_writes}, steps {len(steps)}"
+        )
+        print(
+            f"scenario {name} requests per node: "
+            + ", ".join(f"{fqdn} {count}" for fqdn, count in sorted(per_node.items()))
+        )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
