@@ -35,9 +35,11 @@ def main() -> int:
     for name, provider in PROVIDERS.items():
         print(f"serialized provider bytes {name}: {len(serialize_provider(provider()))} bytes")
     for name, (scenario, options) in scenarios.SCENARIOS.items():
-        with tempfile.TemporaryDirectory() as directory:
-            with scenarios.world(Path(directory), **options) as world:
-                steps = [step for step in scenario(world) if not step.setup]
+        with (
+            tempfile.TemporaryDirectory() as directory,
+            scenarios.world(Path(directory), **options) as world,
+        ):
+            steps = [step for step in scenario(world) if not step.setup]
         writes = sum(step.writes for step in steps)
         reads = sum(step.reads for step in steps)
         logins = sum(step.logins for step in steps)
