@@ -15,10 +15,13 @@ except SettingsError as problem:
 approved = {cluster.name: observe_and_approve(cluster) for cluster in settings.clusters}
 
 for cluster in settings.clusters:
-    trust = AccessTrust(
-        cluster,
-        settings.load_balancers_for(cluster.name),
-        approved[cluster.name],
-        expiry_warning_days=settings.expiry_warning_days,
-    )
+    try:
+        trust = AccessTrust(
+            cluster,
+            settings.load_balancers_for(cluster.name),
+            approved[cluster.name],
+            expiry_warning_days=settings.expiry_warning_days,
+        )
+    except ValueError as problem:  # a load balancer the settings let through but cannot serve
+        raise pulumi.RunError(f"cluster {cluster.name}: {problem}") from None
     pulumi.export(cluster.name, trust.exports)

@@ -781,6 +781,13 @@ class _Parser:
             "the PEM file of the CA that signs the BIG-IP management certificate",
             required=False,
         )
+        if ca_path is not None and not ca_path.is_file():
+            # The F5 provider reads this file itself; say so here rather than mid-apply.
+            obj.problem(
+                "management_ca_path",
+                f"{obj.show(str(ca_path))} does not exist (expected the PEM file of the CA "
+                "that signs the BIG-IP management certificate).",
+            )
         if validate and ca_path is None and obj.get("management_ca_path") is None:
             obj.problem(
                 "management_ca_path",

@@ -65,3 +65,16 @@ def test_a_second_up_is_a_no_op_for_the_appliance(environment):
     assert result.error is None, result.error
     assert result.changed() == {}
     assert emulator.writes() == 0 and emulator.logins() == 0
+
+
+def test_removing_a_node_removes_it_from_every_pool_and_nothing_else_moves(environment):
+    name, stack, _ = environment
+    assert stack.up().error is None
+    removed = stack.config["clusters"][0]["nodes"].pop()
+    result = stack.up()
+    assert result.error is None, f"{name}: {result.error}"
+    deleted = sorted(urn.rsplit("::", 1)[1] for urn, s in result.steps.items() if s == "delete")
+    short = removed["fqdn"].split(".")[0]
+    assert len(deleted) == 4 and all(short in urn for urn in deleted), deleted  # 2 BIG-IPs
+    changed_types = {urn.rsplit("::", 1)[0].rsplit("$", 1)[-1] for urn in result.changed()}
+    assert "f5bigip:ssl/certificate:Certificate" not in changed_types, result.changed()

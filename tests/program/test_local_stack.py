@@ -157,3 +157,31 @@ def test_destroy_removes_the_trust_bundle(stack):
     assert bundle_file(stack).exists()
     assert stack.destroy().error is None
     assert not bundle_file(stack).exists()
+
+
+def test_up_change_sans_up_drift_refresh_up_converges_with_counted_calls(stack, emulator):
+    """The appliance-resources issue, end to end: every step's appliance calls are counted."""
+    assert stack.up().error is None
+    assert (emulator.writes(), emulator.logins()) == (0, 0)
+
+    stack.config["clusters"][0]["extra_sans"] = ["ws1-dr.local.test"]
+    emulator.reset_counters()
+    assert stack.up().error is None
+    assert (emulator.writes(), emulator.logins()) == (3, 3)  # one generation per node
+
+    emulator.node(NODES[2]).regenerate(SERVICE, [SERVICE])  # by hand, names lost
+    emulator.reset_counters()
+    refreshed = stack.refresh()
+    assert refreshed.error is None
+    assert refreshed.steps[refreshed.of_type(CERTIFICATE)[0].urn] == "refresh-changed"
+    assert (emulator.writes(), emulator.logins()) == (0, 0)  # refresh only reads
+
+    emulator.reset_counters()
+    assert stack.up().error is None
+    assert (emulator.writes(), emulator.logins()) == (1, 1)  # only the drifted node
+    assert "ws1-dr.local.test" in emulator.node(NODES[2]).subject_alt_names
+
+    emulator.reset_counters()
+    converged = stack.up()
+    assert converged.error is None and converged.changed() == {}
+    assert (emulator.writes(), emulator.logins()) == (0, 0)

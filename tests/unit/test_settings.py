@@ -6,6 +6,8 @@ import copy
 import hashlib
 import json
 import re
+import shutil
+import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -34,6 +36,18 @@ NEXT_PIN_HEX = hashlib.sha256(b"next appliance root CA").hexdigest().upper()
 NEXT_PIN = ":".join(NEXT_PIN_HEX[i : i + 2] for i in range(0, 64, 2))
 LB_ROOT_CA = trustme.CA().cert_pem.bytes().decode()
 PROJECT_DIR = Path("/srv/ws1-access-lb-trust")
+# Settings checks that the management CA file exists; the fixture below creates it.
+MANAGEMENT_CA = Path(tempfile.gettempdir()) / "ws1-settings-tests" / "bigip-ca.crt"
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _management_ca_file() -> Iterator[None]:
+    MANAGEMENT_CA.parent.mkdir(exist_ok=True)
+    MANAGEMENT_CA.write_text("-----BEGIN CERTIFICATE-----\n")
+    yield
+    shutil.rmtree(MANAGEMENT_CA.parent)
+
+
 SECRETS = frozenset(
     f"{PROJECT}:{key}" for key in ("applianceAdminPassword", "labAdminPassword", "bigipPassword")
 )
@@ -84,7 +98,7 @@ def valid_raw() -> dict[str, Any]:
                 "cluster": "ws1-lab",
                 "address": "BIGIP.corp.example",
                 "username": "admin",
-                "management_ca_path": "/etc/ssl/bigip-ca.crt",
+                "management_ca_path": str(MANAGEMENT_CA),
                 "virtual_server": {
                     "destination": "10.0.0.10",
                     "client_ssl_profile": "/Common/ws1-clientssl",
@@ -173,7 +187,7 @@ def test_a_full_valid_configuration_round_trips_with_defaults_lower_casing_and_p
                 password_key="bigipPassword",
                 password_in_config=True,
                 partition="Common",
-                management_ca_path=Path("/etc/ssl/bigip-ca.crt"),
+                management_ca_path=MANAGEMENT_CA,
                 validate_management_certificate=True,
                 server_ssl_profile="ws1-ws1-lab-serverssl",
                 virtual_server=VirtualServer("10.0.0.10", 443, "/Common/ws1-clientssl"),
@@ -941,13 +955,14 @@ def test_f5_settings_given_explicitly() -> None:
         port=8443,
         partition="WS1",
         server_ssl_profile="ws1-lab-serverssl",
-        management_ca_path="certs/bigip-ca.pem",
+        management_ca_path=MANAGEMENT_CA.name,  # relative: resolved in the project directory
     )
     f5(raw)["virtual_server"]["port"] = "4443"
-    lb = parse_settings(raw, SECRETS, project_dir=PROJECT_DIR).load_balancers[1]
+    project_dir = MANAGEMENT_CA.parent
+    lb = parse_settings(raw, SECRETS, project_dir=project_dir).load_balancers[1]
     assert isinstance(lb, F5LoadBalancer)
     assert (lb.port, lb.server_ssl_profile_path) == (8443, "/WS1/ws1-lab-serverssl")
-    assert lb.management_ca_path == PROJECT_DIR / "certs/bigip-ca.pem"
+    assert lb.management_ca_path == MANAGEMENT_CA
     assert lb.virtual_server == VirtualServer("10.0.0.10", 4443, "/Common/ws1-clientssl")
 
 
@@ -1129,4 +1144,14 @@ def test_incoming_root_ca_must_be_a_certificate_without_a_key() -> None:
         f"{P}clusters[0].incoming_root_ca: does not contain a PEM certificate (expected the "
         "root CA the nodes will move to, from -----BEGIN CERTIFICATE----- to "
         "-----END CERTIFICATE-----)."
+    ]
+
+
+def test_a_management_ca_file_that_does_not_exist_is_refused() -> None:
+    def change(raw: dict[str, Any]) -> None:
+        f5(raw)["management_ca_path"] = "/nonexistent/bigip-ca.pem"
+
+    assert problems_after(change) == [
+        f"{P}load_balancers[1].management_ca_path: '/nonexistent/bigip-ca.pem' does not exist "
+        "(expected the PEM file of the CA that signs the BIG-IP management certificate)."
     ]
