@@ -78,3 +78,14 @@ def test_removing_a_node_removes_it_from_every_pool_and_nothing_else_moves(envir
     assert len(deleted) == 4 and all(short in urn for urn in deleted), deleted  # 2 BIG-IPs
     changed_types = {urn.rsplit("::", 1)[0].rsplit("$", 1)[-1] for urn in result.changed()}
     assert "f5bigip:ssl/certificate:Certificate" not in changed_types, result.changed()
+
+
+@pytest.mark.parametrize("name", ["staging", "prod"])
+def test_example_stacks_as_shipped_stop_with_a_clear_error_before_any_network_call(name, tmp_path):
+    # The examples name a management CA file that only an operator can supply.
+    result = Stack(PROGRAM, stack=name, config=stack_config(name), cwd=str(tmp_path)).preview()
+    assert result.error is not None
+    assert result.error.startswith("The stack configuration has 2 problems:"), result.error
+    assert "load_balancers[0].management_ca_path" in result.error
+    assert "load_balancers[1].management_ca_path" in result.error
+    assert result.resources == {}
