@@ -57,7 +57,18 @@ class TrustProvider(ResourceProvider):
         self._stack_config = req.config
 
     def diff(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> DiffResult:
-        return diff_inputs(olds, news, self.replace_keys)
+        result = diff_inputs(olds, news, self.replace_keys)
+        if not result.changes and self.needs_repair(olds, news):
+            return DiffResult(changes=True, replaces=[], delete_before_replace=False)
+        return result
+
+    def needs_repair(self, _olds: dict[str, Any], _news: dict[str, Any]) -> bool:
+        """True when the stored outputs show drift that the inputs alone do not.
+
+        `refresh` records what the appliance really has in the outputs; when the inputs are
+        unchanged, this is what makes the next `up` put it right.
+        """
+        return False
 
     def credential(self, config_key: str, environment_variable: str) -> str | None:
         """The secret named by `config_key` in the stack config, else the environment variable."""

@@ -5,7 +5,6 @@ that list as an input, so preview shows which nodes will get a new certificate. 
 regenerates ("Auto Generate Certificate (self-signed)") on those nodes only, one node at a
 time, and checks what each node serves afterwards. A node that already serves the right
 names is never touched, and an `up` with nothing to fix makes no configurator login.
-`delete` leaves the certificates in place: a node must always serve one.
 """
 
 from __future__ import annotations
@@ -13,16 +12,10 @@ from __future__ import annotations
 from typing import Any
 
 import pulumi
-from pulumi.dynamic import (
-    CheckFailure,
-    CheckResult,
-    CreateResult,
-    DiffResult,
-    ReadResult,
-    UpdateResult,
-)
+from pulumi.dynamic import CheckFailure, CheckResult, ReadResult
 
 from components import pki
+from components.appliance.base import ApplianceProvider
 from components.appliance.client import (
     ADMIN_PASSWORD_VARIABLE,
     NodeAddress,
@@ -35,7 +28,7 @@ from components.appliance.observation import (
     needs_certificate,
     observe_cluster,
 )
-from components.dynamic import TrustProvider, is_unknown
+from components.dynamic import is_unknown
 
 __all__ = ["ApplianceCertificate", "ApplianceCertificateProvider"]
 
@@ -51,9 +44,7 @@ _INPUT_KEYS = (
 )
 
 
-class ApplianceCertificateProvider(TrustProvider):
-    replace_keys = ("cluster",)
-
+class ApplianceCertificateProvider(ApplianceProvider):
     def check(self, _olds: dict[str, Any], news: dict[str, Any]) -> CheckResult:
         failures = []
         common_name = news.get("common_name")
@@ -70,19 +61,10 @@ class ApplianceCertificateProvider(TrustProvider):
             failures.append(CheckFailure("nodes", "at least one node is required."))
         return CheckResult(news, failures)
 
-    def diff(self, id_: str, olds: dict[str, Any], news: dict[str, Any]) -> DiffResult:
-        result = super().diff(id_, olds, news)
-        if not result.changes and news.get("nodes_needing_certificate"):
-            # Refresh may already have recorded the same wrong certificate in state; a node
-            # that serves the wrong names is always something to fix.
-            return DiffResult(changes=True, replaces=[], delete_before_replace=False)
-        return result
-
-    def create(self, props: dict[str, Any]) -> CreateResult:
-        return CreateResult(id_=str(props["cluster"]), outs=self._apply(props))
-
-    def update(self, _id: str, _olds: dict[str, Any], news: dict[str, Any]) -> UpdateResult:
-        return UpdateResult(outs=self._apply(news))
+    def needs_repair(self, _olds: dict[str, Any], news: dict[str, Any]) -> bool:
+        # Refresh may already have recorded the same wrong certificate in state; a node
+        # that serves the wrong names is always something to fix.
+        return bool(news.get("nodes_needing_certificate"))
 
     def read(self, id_: str, props: dict[str, Any]) -> ReadResult:
         nodes = [NodeAddress.from_input(node) for node in props["nodes"]]
@@ -94,10 +76,7 @@ class ApplianceCertificateProvider(TrustProvider):
         )
         return ReadResult(id_=id_, outs=outs)
 
-    def delete(self, _id: str, _props: dict[str, Any]) -> None:
-        return None
-
-    def _apply(self, props: dict[str, Any]) -> dict[str, Any]:
+    def converge(self, props: dict[str, Any]) -> dict[str, Any]:
         common_name = str(props["common_name"])
         sans = [str(name) for name in props["sans"]]
         trusted_pem = str(props["trusted_root_ca_bundle_pem"])

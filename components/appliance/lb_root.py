@@ -3,8 +3,6 @@
 This is the seed procedure's "What to do next": where the load balancer terminates SSL with
 a certificate from its own private CA, the appliance must trust that CA. Reading it needs a
 configurator login, so it is read on `refresh` (and on apply), never while planning.
-`delete` leaves the CA installed: removing it would break the load balancer's connections
-to the nodes, and the configurator offers no removal that we know of.
 """
 
 from __future__ import annotations
@@ -12,22 +10,16 @@ from __future__ import annotations
 from typing import Any
 
 import pulumi
-from pulumi.dynamic import (
-    CheckFailure,
-    CheckResult,
-    CreateResult,
-    DiffResult,
-    ReadResult,
-    UpdateResult,
-)
+from pulumi.dynamic import CheckFailure, CheckResult, ReadResult
 
 from components import pki
+from components.appliance.base import ApplianceProvider
 from components.appliance.client import (
     ADMIN_PASSWORD_VARIABLE,
     NodeAddress,
     open_configurator,
 )
-from components.dynamic import TrustProvider, is_unknown
+from components.dynamic import is_unknown
 
 __all__ = ["ApplianceLoadBalancerRootCA", "ApplianceLoadBalancerRootCAProvider"]
 
@@ -41,9 +33,7 @@ _INPUT_KEYS = (
 )
 
 
-class ApplianceLoadBalancerRootCAProvider(TrustProvider):
-    replace_keys = ("cluster",)
-
+class ApplianceLoadBalancerRootCAProvider(ApplianceProvider):
     def check(self, _olds: dict[str, Any], news: dict[str, Any]) -> CheckResult:
         failures = []
         pem = news.get("certificate_pem")
@@ -55,19 +45,10 @@ class ApplianceLoadBalancerRootCAProvider(TrustProvider):
                 failures.append(CheckFailure("certificate_pem", str(problem)))
         return CheckResult(news, failures)
 
-    def diff(self, id_: str, olds: dict[str, Any], news: dict[str, Any]) -> DiffResult:
-        result = super().diff(id_, olds, news)
+    def needs_repair(self, olds: dict[str, Any], news: dict[str, Any]) -> bool:
+        # Refresh found a node with another CA installed: put ours back.
         installed = olds.get("installed_sha256s") or {}
-        if not result.changes and any(value != news.get("sha256") for value in installed.values()):
-            # Refresh found a node with another CA installed: put ours back.
-            return DiffResult(changes=True, replaces=[], delete_before_replace=False)
-        return result
-
-    def create(self, props: dict[str, Any]) -> CreateResult:
-        return CreateResult(id_=str(props["cluster"]), outs=self._apply(props))
-
-    def update(self, _id: str, _olds: dict[str, Any], news: dict[str, Any]) -> UpdateResult:
-        return UpdateResult(outs=self._apply(news))
+        return any(value != news.get("sha256") for value in installed.values())
 
     def read(self, id_: str, props: dict[str, Any]) -> ReadResult:
         outs = dict(props)
@@ -76,10 +57,7 @@ class ApplianceLoadBalancerRootCAProvider(TrustProvider):
         }
         return ReadResult(id_=id_, outs=outs)
 
-    def delete(self, _id: str, _props: dict[str, Any]) -> None:
-        return None
-
-    def _apply(self, props: dict[str, Any]) -> dict[str, Any]:
+    def converge(self, props: dict[str, Any]) -> dict[str, Any]:
         installed = {
             node.fqdn: _installed_sha256(pem)
             for node, pem in self._each_node(props, str(props["certificate_pem"]))

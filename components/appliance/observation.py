@@ -24,6 +24,7 @@ __all__ = [
     "decide_trust",
     "needs_certificate",
     "observe_cluster",
+    "oldest_first",
 ]
 
 
@@ -148,6 +149,10 @@ def decide_trust(
     roots = list(observation.root_cas)
     if incoming_root_ca is not None and len(current) == len(roots):
         roots.append(incoming_root_ca)
-    # Oldest first, whatever order the nodes answered in: the same roots must always make
-    # the same bundle, or every up would rewrite every trust store.
+    return oldest_first(roots)
+
+
+def oldest_first(roots: Sequence[x509.Certificate]) -> tuple[x509.Certificate, ...]:
+    """Root CAs in one stable order, whatever order the nodes answered in: the same roots
+    must always make the same bundle, or every up would rewrite every trust store."""
     return tuple(sorted(roots, key=lambda r: (r.not_valid_before_utc, pki.sha256_fingerprint(r))))

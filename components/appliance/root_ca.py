@@ -2,10 +2,8 @@
 
 Inputs carry the program-time decision (fingerprints and PEM bundle of the root CAs the
 nodes publish, plus an incoming root CA during a rotation), so preview shows exactly what
-will be trusted. `create`/`update` observe the cluster again and refuse to go
-on if it changed since preview; `read` reports what the nodes publish now (refresh).
-`delete` changes nothing on the appliance: the root CA belongs to it, and removing this
-resource only stops this program from managing trust in it.
+will be trusted. `create`/`update` observe the cluster again and refuse to go on if it
+changed since preview; `read` reports what the nodes publish now (refresh).
 """
 
 from __future__ import annotations
@@ -15,12 +13,18 @@ from typing import Any
 
 import pulumi
 from cryptography import x509
-from pulumi.dynamic import CheckFailure, CheckResult, CreateResult, ReadResult, UpdateResult
+from pulumi.dynamic import CheckFailure, CheckResult, ReadResult
 
 from components import pki
+from components.appliance.base import ApplianceProvider
 from components.appliance.client import NodeAddress
-from components.appliance.observation import ClusterObservation, decide_trust, observe_cluster
-from components.dynamic import TrustProvider, is_unknown
+from components.appliance.observation import (
+    ClusterObservation,
+    decide_trust,
+    observe_cluster,
+    oldest_first,
+)
+from components.dynamic import is_unknown
 
 __all__ = ["ApplianceRootCA", "ApplianceRootCAProvider"]
 
@@ -35,9 +39,7 @@ _INPUT_KEYS = (
 )
 
 
-class ApplianceRootCAProvider(TrustProvider):
-    replace_keys = ("cluster",)
-
+class ApplianceRootCAProvider(ApplianceProvider):
     def check(self, _olds: dict[str, Any], news: dict[str, Any]) -> CheckResult:
         failures = []
         if not news.get("nodes"):
@@ -51,16 +53,31 @@ class ApplianceRootCAProvider(TrustProvider):
                 failures.append(CheckFailure("pins", str(problem)))
         if not is_unknown(news.get("root_ca_bundle_pem")):
             try:
-                pki.load_bundle(str(news["root_ca_bundle_pem"]), "the planned root CA bundle")
+                bundle = str(news.get("root_ca_bundle_pem") or "")
+                pki.load_bundle(bundle, "the planned root CA bundle")
             except pki.CertificateError as problem:
                 failures.append(CheckFailure("root_ca_bundle_pem", str(problem)))
         return CheckResult(news, failures)
 
-    def create(self, props: dict[str, Any]) -> CreateResult:
-        return CreateResult(id_=str(props["cluster"]), outs=_apply(props))
-
-    def update(self, _id: str, _olds: dict[str, Any], news: dict[str, Any]) -> UpdateResult:
-        return UpdateResult(outs=_apply(news))
+    def converge(self, props: dict[str, Any]) -> dict[str, Any]:
+        observation = _observe(props)
+        roots = decide_trust(
+            observation,
+            list(props.get("pins") or []),
+            bool(props["trust_on_first_use"]),
+            _incoming(props),
+        )
+        planned = sorted(props["root_ca_sha256s"])
+        now_trusted = sorted(pki.sha256_fingerprint(root) for root in roots)
+        if now_trusted != planned:
+            raise RuntimeError(
+                f"cluster {props['cluster']}: the appliance root CA changed after this run was "
+                f"planned (planned {', '.join(planned)}; now {', '.join(now_trusted)}). Nothing "
+                "was trusted; run `pulumi preview` again to review the new fingerprint."
+            )
+        outs = {key: props[key] for key in _INPUT_KEYS if key in props}
+        outs.update(_outputs(observation, roots))
+        return outs
 
     def read(self, id_: str, props: dict[str, Any]) -> ReadResult:
         # What the nodes publish now, without the trust decision: refresh reports drift,
@@ -74,11 +91,8 @@ class ApplianceRootCAProvider(TrustProvider):
         ):
             roots.append(incoming)
         outs = dict(props)
-        outs.update(_outputs(observation, roots))
+        outs.update(_outputs(observation, oldest_first(roots)))
         return ReadResult(id_=id_, outs=outs)
-
-    def delete(self, _id: str, _props: dict[str, Any]) -> None:
-        return None
 
 
 def _observe(props: dict[str, Any]) -> ClusterObservation:
@@ -105,27 +119,6 @@ def _outputs(observation: ClusterObservation, roots: Sequence[x509.Certificate])
         ],
         "node_root_ca_sha256s": observation.node_root_ca_sha256s(),
     }
-
-
-def _apply(props: dict[str, Any]) -> dict[str, Any]:
-    observation = _observe(props)
-    roots = decide_trust(
-        observation,
-        list(props.get("pins") or []),
-        bool(props["trust_on_first_use"]),
-        _incoming(props),
-    )
-    planned = sorted(props["root_ca_sha256s"])
-    now_trusted = sorted(pki.sha256_fingerprint(root) for root in roots)
-    if now_trusted != planned:
-        raise RuntimeError(
-            f"cluster {props['cluster']}: the appliance root CA changed after this run was "
-            f"planned (planned {', '.join(planned)}; now {', '.join(now_trusted)}). Nothing "
-            "was trusted; run `pulumi preview` again to review the new fingerprint."
-        )
-    outs = {key: props[key] for key in _INPUT_KEYS if key in props}
-    outs.update(_outputs(observation, roots))
-    return outs
 
 
 class ApplianceRootCA(pulumi.dynamic.Resource, module="ws1", name="ApplianceRootCA"):
