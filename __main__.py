@@ -3,16 +3,22 @@
 import pulumi
 
 from components.access_trust import AccessTrust, observe_and_approve
-from components.settings import SettingsError, load_settings
+from components.preflight import check_credentials, warn_about_environment
+from components.settings import PROJECT, SettingsError, load_settings
 
 try:
     settings = load_settings()
 except SettingsError as problem:
     raise pulumi.RunError(str(problem)) from None
 
-# Every cluster is observed and approved before anything is declared: a refusal for one
-# cluster leaves every load balancer of every cluster as it was.
-approved = {cluster.name: observe_and_approve(cluster) for cluster in settings.clusters}
+# Every cluster is observed and approved, and every credential the plan needs is found,
+# before anything is declared: a refusal leaves every load balancer as it was.
+warn_about_environment()
+approved = {
+    cluster.name: observe_and_approve(cluster, f"{PROJECT}:clusters[{index}]")
+    for index, cluster in enumerate(settings.clusters)
+}
+check_credentials(settings, approved)
 
 for cluster in settings.clusters:
     try:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 import pulumi
@@ -30,7 +30,14 @@ from components.appliance.root_ca import ApplianceRootCA
 from components.settings import Cluster
 from components.trust_stores import ClusterTrust, declare_trust_store
 
-__all__ = ["AccessTrust", "ApprovedCluster", "observe_and_approve"]
+__all__ = ["AccessTrust", "ApprovedCluster", "observe_and_approve", "required_names"]
+
+
+def required_names(cluster: Cluster) -> tuple[str, ...]:
+    """The names every node certificate must carry (CN first), per the termination mode."""
+    return pki.required_names(
+        cluster.service_fqdn, cluster.node_fqdns, cluster.passthrough, cluster.extra_sans
+    )
 
 
 def node_addresses(cluster: Cluster) -> list[NodeAddress]:
@@ -50,19 +57,22 @@ class ApprovedCluster:
     trusted_root_cas: tuple[x509.Certificate, ...]
 
 
-def observe_and_approve(cluster: Cluster, now: datetime | None = None) -> ApprovedCluster:
+def observe_and_approve(
+    cluster: Cluster, config_key: str, now: datetime | None = None
+) -> ApprovedCluster:
     """Observe the cluster now and apply the trust rules; a refusal is a clean program error.
 
-    Runs before any resource is declared, so a refused trust leaves every load balancer as
-    it was (principle: nothing is trusted that was not verified).
+    `config_key` is where the cluster is declared (`ws1-access-lb-trust:clusters[0]`), for
+    messages. Runs before any resource is declared, so a refused trust leaves every load
+    balancer as it was (principle: nothing is trusted that was not verified).
     """
     try:
         if cluster.load_balancer_root_ca is not None:
-            source = f"config key clusters[{cluster.name}].load_balancer_root_ca"
+            source = f"config key {config_key}.load_balancer_root_ca"
             pki.check_ca(pki.load_certificate(cluster.load_balancer_root_ca, source), source, now)
         incoming = None
         if cluster.incoming_root_ca is not None:
-            source = f"config key clusters[{cluster.name}].incoming_root_ca"
+            source = f"config key {config_key}.incoming_root_ca"
             incoming = pki.load_certificate(cluster.incoming_root_ca, source)
         observation = observe_cluster(cluster.name, node_addresses(cluster), now=now)
         trusted = decide_trust(
@@ -114,9 +124,7 @@ class AccessTrust(pulumi.ComponentResource):
         self.trust_stores = {lb.name: declare_trust_store(lb, trust, self) for lb in load_balancers}
 
         if cluster.manage_certificate:
-            required = pki.required_names(
-                cluster.service_fqdn, cluster.node_fqdns, cluster.passthrough, cluster.extra_sans
-            )
+            required = required_names(cluster)
             self.certificate: ApplianceCertificate | None = ApplianceCertificate(
                 f"{cluster.name}-certificate",
                 cluster=cluster.name,
@@ -134,6 +142,10 @@ class AccessTrust(pulumi.ComponentResource):
             self.certificate = None
 
         if cluster.load_balancer_root_ca:
+            # After the certificate: never two configurator sessions on a node at once.
+            after_certificate = pulumi.ResourceOptions(
+                parent=self, depends_on=[self.certificate] if self.certificate else []
+            )
             ApplianceLoadBalancerRootCA(
                 f"{cluster.name}-load-balancer-root-ca",
                 cluster=cluster.name,
@@ -141,7 +153,7 @@ class AccessTrust(pulumi.ComponentResource):
                 certificate_pem=cluster.load_balancer_root_ca,
                 admin_password_key=cluster.admin_password_key,
                 trusted_root_ca_bundle_pem=self.root_ca.root_ca_bundle_pem,
-                opts=child,
+                opts=after_certificate,
             )
 
         self._warn_at_plan_time(cluster, approved, expiry_warning_days, now)
@@ -166,6 +178,15 @@ class AccessTrust(pulumi.ComponentResource):
             )
         for root_ca in approved.trusted_root_cas:
             self._warn_expiry(cluster.name, "root CA", root_ca, warning_days, now)
+        if not cluster.manage_certificate:
+            required = required_names(cluster)
+            for fqdn in observation.nodes_needing_certificate(cluster.service_fqdn, required):
+                pulumi.log.warn(
+                    f"cluster {cluster.name}: node {fqdn} serves a certificate without the "
+                    f"names or validity it needs (CN and SANs: {', '.join(required)}); "
+                    "manage_certificate is false, so regenerate it in the appliance console.",
+                    resource=self,
+                )
         for node in observation.nodes:
             self._warn_expiry(
                 cluster.name,
@@ -202,17 +223,20 @@ class AccessTrust(pulumi.ComponentResource):
     def _exports(
         self, cluster: Cluster, approved: ApprovedCluster, now: datetime | None
     ) -> dict[str, Any]:
-        days_left = min(pki.days_until_expiry(root, now) for root in approved.trusted_root_cas)
+        first_to_expire = min(approved.trusted_root_cas, key=lambda root: root.not_valid_after_utc)
+        days_left = pki.days_until_expiry(first_to_expire, now)
+        expires_on = first_to_expire.not_valid_after_utc.date().isoformat()
         return {
             "service_fqdn": cluster.service_fqdn,
             "root_ca_sha256s": self.root_ca.root_ca_sha256s,
             "root_ca_days_to_expiry": days_left,
-            "observed_at": (now or datetime.now(UTC)).replace(microsecond=0).isoformat(),
+            "root_ca_expires_on": expires_on,
             "load_balancers": {
                 name: {
                     "trusted_sha256s": outputs.trusted_sha256s,
                     "object_names": outputs.object_names,
                     "days_to_expiry": days_left,
+                    "expires_on": expires_on,
                 }
                 for name, outputs in self.trust_stores.items()
             },

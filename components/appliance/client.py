@@ -20,10 +20,12 @@ opened, used and closed inside one provider method.
 
 from __future__ import annotations
 
+import _ssl
 import http.client
 import json
 import os
 import re
+import socket
 import ssl
 import tempfile
 import time
@@ -34,6 +36,7 @@ from typing import Any
 
 import requests
 from cryptography import x509
+from cryptography.exceptions import InvalidSignature
 from requests.adapters import HTTPAdapter
 from urllib3.util.retry import Retry
 
@@ -47,6 +50,7 @@ __all__ = [
     "open_configurator",
     "NodeAddress",
     "ServedNode",
+    "observe_configurator_certificate",
     "observe_node",
 ]
 
@@ -142,6 +146,10 @@ class ServedNode:
     root_ca: x509.Certificate
     served_certificate: x509.Certificate
     problem: str | None = None
+    intermediates: tuple[x509.Certificate, ...] = ()
+    # False when the published root CA did not sign the served chain at all (a custom
+    # certificate from another CA, or a node answering for someone else): not ours to fix.
+    issued_by_root: bool = True
 
     @property
     def root_ca_sha256(self) -> str:
@@ -185,10 +193,10 @@ def observe_node(node: NodeAddress, timeout: float | None = None) -> ServedNode:
     last_problem = ""
     for attempt in range(_ATTEMPTS):
         try:
-            served_der, status, body = _fetch_root_ca_unverified(node, timeout or request_timeout())
+            chain, status, body = _fetch_root_ca_unverified(node, timeout or request_timeout())
             break
         except (OSError, http.client.HTTPException) as problem:
-            last_problem = _describe_network_problem(problem)
+            last_problem = _describe_handshake_problem(problem)
             time.sleep(0.2 * (2**attempt))
     else:
         raise ApplianceError(
@@ -202,10 +210,10 @@ def observe_node(node: NodeAddress, timeout: float | None = None) -> ServedNode:
             "appliance root CA in PEM form."
         )
     root_ca = pki.load_certificate(body, source)
-    served_certificate = x509.load_der_x509_certificate(served_der)
+    served_certificate, *intermediates = chain
     try:
         pki.verify_served_chain(
-            [served_certificate],
+            chain,
             [root_ca],
             node.verified_name,
             f"the certificate served by node {node.fqdn}",
@@ -213,27 +221,94 @@ def observe_node(node: NodeAddress, timeout: float | None = None) -> ServedNode:
         verification_problem = None
     except pki.ChainVerificationError as failure:
         verification_problem = str(failure)
-    return ServedNode(node.fqdn, root_ca, served_certificate, verification_problem)
+    return ServedNode(
+        node.fqdn,
+        root_ca,
+        served_certificate,
+        verification_problem,
+        tuple(intermediates),
+        _signed_by(chain, root_ca),
+    )
 
 
-def _fetch_root_ca_unverified(node: NodeAddress, timeout: float) -> tuple[bytes, int, bytes]:
+def observe_configurator_certificate(node: NodeAddress, timeout: float | None = None) -> str:
+    """SHA-256 of the certificate the node's configurator port presents (an observation:
+    the session that uses it verifies the chain; see _NodeAdapter)."""
+    context = _observation_context()
+    try:
+        with (
+            socket.create_connection(
+                (node.address, node.configurator_port), timeout=timeout or request_timeout()
+            ) as raw,
+            context.wrap_socket(raw, server_hostname=node.fqdn) as tls,
+        ):
+            return pki.sha256_fingerprint(_presented_chain(tls)[0])
+    except OSError as problem:
+        raise ApplianceError(
+            f"node {node.fqdn} ({node.address}:{node.configurator_port}): could not reach the "
+            f"configurator: {_describe_handshake_problem(problem)}."
+        ) from None
+
+
+def _signed_by(chain: Sequence[x509.Certificate], root_ca: x509.Certificate) -> bool:
+    """True when each certificate of the chain is signed by the next, and the last by the root
+    CA (signatures only: dates and names are judged by pki.verify_served_chain)."""
+    try:
+        for certificate, issuer in zip(chain, [*chain[1:], root_ca], strict=True):
+            if certificate == issuer:  # a node may send the root itself at the end
+                continue
+            certificate.verify_directly_issued_by(issuer)
+    except (ValueError, TypeError, InvalidSignature):
+        return False
+    return True
+
+
+def _observation_context() -> ssl.SSLContext:
     # Deliberate trust-on-first-use observation (see observe_node): certificate checks are
     # done afterwards with cryptography, on exactly the bytes this connection saw.
     context = ssl.create_default_context()
     context.check_hostname = False
     context.verify_mode = ssl.CERT_NONE
+    context.keylog_filename = None  # type: ignore[assignment]
+    return context
+
+
+def _presented_chain(tls: ssl.SSLSocket) -> list[x509.Certificate]:
+    """The certificates the peer sent, leaf first, as it sent them (unverified)."""
+    # Public from Python 3.13; 3.11 and 3.12 have it on the private SSL object.
+    getter = getattr(tls, "get_unverified_chain", None) or getattr(
+        getattr(tls, "_sslobj", None), "get_unverified_chain", None
+    )
+    if getter is None:
+        leaf = tls.getpeercert(binary_form=True)
+        return [x509.load_der_x509_certificate(leaf)] if leaf else []
+    return [
+        x509.load_der_x509_certificate(
+            item if isinstance(item, bytes) else item.public_bytes(_ssl.ENCODING_DER)
+        )
+        for item in getter() or []
+    ]
+
+
+def _fetch_root_ca_unverified(
+    node: NodeAddress, timeout: float
+) -> tuple[list[x509.Certificate], int, bytes]:
     connection = _SniConnection(
-        node.address, node.service_port, node.fqdn, timeout=timeout, context=context
+        node.address,
+        node.service_port,
+        node.fqdn,
+        timeout=timeout,
+        context=_observation_context(),
     )
     try:
         connection.connect()
-        assert connection.sock is not None
-        served_der = connection.sock.getpeercert(binary_form=True)
-        if not served_der:
+        assert isinstance(connection.sock, ssl.SSLSocket)
+        chain = _presented_chain(connection.sock)
+        if not chain:
             raise ApplianceError(f"node {node.fqdn} presented no certificate in the TLS handshake.")
         connection.request("GET", ROOT_CA_PATH, headers={"Host": node.fqdn})
         response = connection.getresponse()
-        return served_der, response.status, response.read(1024 * 1024)
+        return chain, response.status, response.read(1024 * 1024)
     finally:
         connection.close()
 
@@ -311,12 +386,13 @@ def open_configurator(
 ) -> Iterator[ConfiguratorSession]:
     """Log in to the node's configurator over TLS verified against `trusted_roots_pem`.
 
-    The node is observed first (`observe_node`), and the session accepts only the
-    certificate seen then (see _NodeAdapter). The password is used for the login request
-    only: it is never stored, logged, or included in an error.
+    The configurator port is observed first, and the session accepts only the certificate
+    seen then, with its chain verified against the trusted root CAs (see _NodeAdapter). The
+    password is used for the login request only: it is never stored, logged, or included
+    in an error.
     """
-    served = observe_node(node, timeout)
-    with _verified_session(node, trusted_roots_pem, served.served_sha256) as http_session:
+    presented_sha256 = observe_configurator_certificate(node, timeout)
+    with _verified_session(node, trusted_roots_pem, presented_sha256) as http_session:
         session = ConfiguratorSession(node, http_session, timeout or request_timeout())
         session._login(password)
         yield session
@@ -409,8 +485,14 @@ class ConfiguratorSession:
         if self._vk:
             headers["X-Vk"] = self._vk
         try:
+            # No redirects: a redirect could carry the login form elsewhere, even to http://.
             return self._session.request(
-                method, url, data=form, headers=headers, timeout=self._timeout
+                method,
+                url,
+                data=form,
+                headers=headers,
+                timeout=self._timeout,
+                allow_redirects=False,
             )
         except requests.RequestException as problem:
             # `from None`: the chained exception would carry the request, and its body may
@@ -436,6 +518,14 @@ def _error_detail(answer: requests.Response) -> str:
     if isinstance(body, dict) and isinstance(body.get("error"), str):
         return f" ({body['error'][:200]})"
     return ""
+
+
+def _describe_handshake_problem(problem: BaseException) -> str:
+    """For the unverified observation: nothing is verified there, so a TLS error is a
+    failed handshake, not an untrusted certificate."""
+    if isinstance(problem, ssl.SSLError):
+        return f"the TLS handshake failed ({type(problem).__name__}); is this port a TLS port?"
+    return _describe_network_problem(problem)
 
 
 def _describe_network_problem(problem: BaseException) -> str:

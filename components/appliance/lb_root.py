@@ -16,12 +16,16 @@ from components import pki
 from components.appliance.base import ApplianceProvider
 from components.appliance.client import (
     ADMIN_PASSWORD_VARIABLE,
+    ApplianceError,
     NodeAddress,
     open_configurator,
 )
 from components.dynamic import is_unknown
 
 __all__ = ["ApplianceLoadBalancerRootCA", "ApplianceLoadBalancerRootCAProvider"]
+
+# What refresh records for a node it could not check; never equal to a fingerprint.
+UNVERIFIABLE = "unverifiable"
 
 _INPUT_KEYS = (
     "cluster",
@@ -53,13 +57,14 @@ class ApplianceLoadBalancerRootCAProvider(ApplianceProvider):
     def read(self, id_: str, props: dict[str, Any]) -> ReadResult:
         outs = dict(props)
         outs["installed_sha256s"] = {
-            node.fqdn: _installed_sha256(pem) for node, pem in self._each_node(props, None)
+            node.fqdn: _installed_sha256(pem) if pem is not None else UNVERIFIABLE
+            for node, pem in self._each_node(props, None)
         }
         return ReadResult(id_=id_, outs=outs)
 
     def converge(self, props: dict[str, Any]) -> dict[str, Any]:
         installed = {
-            node.fqdn: _installed_sha256(pem)
+            node.fqdn: _installed_sha256(pem or "")
             for node, pem in self._each_node(props, str(props["certificate_pem"]))
         }
         outs = {key: props[key] for key in _INPUT_KEYS if key in props}
@@ -68,8 +73,14 @@ class ApplianceLoadBalancerRootCAProvider(ApplianceProvider):
 
     def _each_node(
         self, props: dict[str, Any], install_pem: str | None
-    ) -> list[tuple[NodeAddress, str]]:
-        """Log in to each node; install `install_pem` where it is missing; return what is there."""
+    ) -> list[tuple[NodeAddress, str | None]]:
+        """Log in to each node; install `install_pem` where it is missing; return what is there.
+
+        Reading only (refresh): a node whose TLS no longer verifies against the stored root
+        CAs (the root CA was regenerated since) is reported as None, so that refresh still
+        completes and the next `up`, with the new root CA, repairs it. There is no
+        unverified fallback: the login carries the admin password.
+        """
         password_key = str(props["admin_password_key"])
         password = self.credential(password_key, ADMIN_PASSWORD_VARIABLE)
         if password is None:
@@ -79,13 +90,22 @@ class ApplianceLoadBalancerRootCAProvider(ApplianceProvider):
                 f"--secret {password_key} ...` or the {ADMIN_PASSWORD_VARIABLE} environment "
                 "variable."
             )
-        found = []
+        found: list[tuple[NodeAddress, str | None]] = []
         for node in (NodeAddress.from_input(value) for value in props["nodes"]):
+            if install_pem is None:
+                try:
+                    with open_configurator(
+                        node, str(props["trusted_root_ca_bundle_pem"]), password
+                    ) as configurator:
+                        found.append((node, configurator.load_balancer_root_ca()))
+                except ApplianceError:
+                    found.append((node, None))
+                continue
             with open_configurator(
                 node, str(props["trusted_root_ca_bundle_pem"]), password
             ) as configurator:
                 current = configurator.load_balancer_root_ca()
-                if install_pem is not None and _installed_sha256(current) != props["sha256"]:
+                if _installed_sha256(current) != props["sha256"]:
                     configurator.install_load_balancer_root_ca(install_pem)
                     current = configurator.load_balancer_root_ca()
                     if _installed_sha256(current) != props["sha256"]:

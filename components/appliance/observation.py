@@ -110,6 +110,20 @@ def decide_trust(
     a certificate its load balancers do not trust yet.
     """
     cluster, served = observation.cluster, observation.nodes
+    foreign = [node for node in served if not node.issued_by_root]
+    if foreign:
+        raise TrustDecisionError(
+            f"cluster {cluster}: "
+            + "; ".join(
+                f"node {node.fqdn} serves a certificate that the root CA it publishes "
+                f"({node.root_ca_sha256}) did not issue"
+                for node in foreign
+            )
+            + ". A custom certificate from another CA? This program manages the certificates "
+            "the appliance issues from its own root CA, and will not trust a root CA that "
+            "does not back the node; install the appliance-generated certificate, or take "
+            "this cluster out of the stack."
+        )
     incoming_sha256 = ""
     if incoming_root_ca is not None:
         source = f"cluster {cluster}: the incoming root CA (config key incoming_root_ca)"

@@ -27,7 +27,14 @@ def environment(request, tmp_path, monkeypatch, lb_ca_pem):
         management_ca.parent.mkdir()
         management_ca.write_text(lb_ca_pem)
         monkeypatch.setenv("WS1_ACCESS_ADMIN_PASSWORD", PASSWORD)
-        stack = Stack(PROGRAM, stack=request.param, config=config, cwd=str(tmp_path))
+        config["bigipPassword"] = "bigip-password-for-tests"
+        stack = Stack(
+            PROGRAM,
+            stack=request.param,
+            config=config,
+            secret_keys={"ws1-access-lb-trust:bigipPassword"},
+            cwd=str(tmp_path),
+        )
         yield request.param, stack, emulator
 
 
@@ -89,3 +96,30 @@ def test_example_stacks_as_shipped_stop_with_a_clear_error_before_any_network_ca
     assert "load_balancers[0].management_ca_path" in result.error
     assert "load_balancers[1].management_ca_path" in result.error
     assert result.resources == {}
+
+
+def test_a_big_ip_without_a_password_anywhere_stops_preview(environment, monkeypatch):
+    name, stack, _ = environment
+    del stack.config["bigipPassword"]
+    monkeypatch.delenv("BIGIP_PASSWORD", raising=False)
+    result = stack.preview()
+    assert result.error is not None, name
+    assert result.error.splitlines() == [
+        f"load balancer {lb}: neither the secret config key bigipPassword nor the environment "
+        "variable BIGIP_PASSWORD is set; set it with `pulumi config set --secret bigipPassword`."
+        for lb in ("bigip-a", "bigip-b")
+    ]
+    assert result.resources == {}
+
+
+def test_the_big_ip_password_reaches_only_the_provider_and_as_a_secret(environment):
+    _, stack, _ = environment
+    result = stack.up()
+    assert result.error is None, result.error
+    for resource in result.resources.values():
+        shown = repr(resource.inputs) + repr(resource.outputs)
+        if resource.type == BIGIP_PROVIDER:
+            assert "password" in resource.secrets, resource.urn
+        else:
+            assert "bigip-password-for-tests" not in shown, resource.urn
+    assert "bigip-password-for-tests" not in repr(result.outputs)

@@ -185,3 +185,29 @@ def test_up_change_sans_up_drift_refresh_up_converges_with_counted_calls(stack, 
     converged = stack.up()
     assert converged.error is None and converged.changed() == {}
     assert (emulator.writes(), emulator.logins()) == (0, 0)
+
+
+def test_a_needed_password_that_is_missing_stops_preview_before_anything(stack, monkeypatch):
+    assert stack.up().error is None
+    monkeypatch.delenv("WS1_ACCESS_ADMIN_PASSWORD")
+    stack.config["clusters"][0]["extra_sans"] = ["ws1-dr.local.test"]
+    preview = stack.preview()
+    assert preview.error == (
+        "cluster local: node(s) ws1-node1.local.test, ws1-node2.local.test, ws1-node3.local.test "
+        "need a new certificate, which needs the appliance admin password, but neither the "
+        "secret config key applianceAdminPassword nor the environment variable "
+        "WS1_ACCESS_ADMIN_PASSWORD is set; set it with "
+        "`pulumi config set --secret applianceAdminPassword`."
+    )
+    assert preview.resources == {}
+
+
+def test_without_a_needed_login_no_password_is_asked_for(stack, monkeypatch):
+    monkeypatch.delenv("WS1_ACCESS_ADMIN_PASSWORD")
+    assert stack.up().error is None  # the certificates already carry every name
+
+
+def test_tls_key_logging_is_warned_about(stack, monkeypatch, tmp_path):
+    monkeypatch.setenv("SSLKEYLOGFILE", str(tmp_path / "keys.log"))
+    result = stack.preview()
+    assert any(w.startswith("SSLKEYLOGFILE is set") for w in result.warnings), result.warnings

@@ -382,3 +382,16 @@ def test_serialized_provider_is_small_and_holds_no_credentials(provider_class):
     assert ADMIN_PASSWORD not in str(
         dill.loads(__import__("base64").b64decode(serialized)).__dict__
     )
+
+
+def test_load_balancer_root_ca_refresh_completes_after_the_root_ca_was_regenerated(
+    appliance, lb_ca_pem
+):
+    provider = configured(ApplianceLoadBalancerRootCAProvider())
+    outs = provider.create(lb_root_props(appliance, lb_ca_pem)).outs
+    appliance.regeneration_makes_new_root = True
+    for node in appliance.nodes:
+        node.regenerate(SERVICE_FQDN, PASSTHROUGH_SANS)
+    read = provider.read("ws1", outs).outs  # the stored root CA no longer verifies the nodes
+    assert set(read["installed_sha256s"].values()) == {"unverifiable"}
+    assert provider.diff("ws1", read, lb_root_props(appliance, lb_ca_pem)).changes is True
