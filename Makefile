@@ -6,7 +6,7 @@ DEV_VENV := .venv
 RUN_VENV := venv
 STATE := .state
 
-.PHONY: test up preview down bench lint clean require-pulumi
+.PHONY: test up preview down bench lint clean require-pulumi run-venv
 
 # Test environment: created when missing, reinstalled only when the pins change.
 $(DEV_VENV)/.installed: requirements.txt requirements-dev.txt
@@ -30,11 +30,19 @@ lint: $(DEV_VENV)/.installed
 	$(DEV_VENV)/bin/mypy components
 
 # Without the Pulumi CLI, stop before installing anything, with the one sentence that helps.
-up: require-pulumi $(RUN_VENV)/.installed
+# require-pulumi is the only prerequisite, and venv/ is installed from the recipe, so the
+# check comes strictly first even with `make -k` or `make -j`.
+up: require-pulumi
+	@$(MAKE) --no-print-directory run-venv
 	@scripts/local-stack.sh up
 
-preview: require-pulumi $(RUN_VENV)/.installed
+preview: require-pulumi
+	@$(MAKE) --no-print-directory run-venv
 	@scripts/local-stack.sh preview
+
+# venv/ up to date, silently when nothing needs doing (for the recipes of up and preview).
+run-venv: $(RUN_VENV)/.installed
+	@:
 
 require-pulumi:
 	@command -v pulumi >/dev/null 2>&1 || { echo "The Pulumi CLI is not installed: install it (https://www.pulumi.com/docs/iac/download-install/), make sure \`pulumi\` is on PATH, then run \`make $(MAKECMDGOALS)\` again." >&2; exit 1; }

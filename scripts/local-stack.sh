@@ -18,32 +18,102 @@ require_pulumi() {
   fi
 }
 
+# Whether PID is a live process (a zombie that has exited but is not yet reaped counts as gone).
+pid_alive() {
+  local stat
+  stat=$(ps -p "$1" -o stat= 2>/dev/null) || return 1
+  stat=${stat//[[:space:]]/}
+  [[ -n $stat && $stat != Z* ]]
+}
+
+# The pid in the pid file, if the file holds a plain number.
+recorded_pid() {
+  local pid
+  [[ -f $pid_file ]] || return 1
+  pid=$(<"$pid_file")
+  pid=${pid//[[:space:]]/}
+  [[ $pid =~ ^[0-9]+$ ]] || return 1
+  echo "$pid"
+}
+
+# Running means: the recorded pid is alive AND it is the appliance emulator, not some other
+# process that was given the same pid after the emulator died.
 emulator_running() {
-  [[ -f $pid_file ]] && kill -0 "$(cat "$pid_file")" 2>/dev/null
+  local pid
+  pid=$(recorded_pid) || return 1
+  pid_alive "$pid" || return 1
+  [[ $(ps -p "$pid" -o args= 2>/dev/null) == *emulators.appliance* ]]
+}
+
+# Remove a pid file that does not point at a running emulator, saying so.
+forget_stale_pid_file() {
+  if [[ -f $pid_file ]] && ! emulator_running; then
+    echo "Note: removed the stale $pid_file: \"$(head -c 40 "$pid_file" | tr -d '\n')\" is not the pid of a running appliance emulator." >&2
+    rm -f "$pid_file"
+  fi
+}
+
+# SIGTERM PID and wait up to 5 s for it to exit (SIGKILL after that); fails if it survives.
+terminate() {
+  local pid=$1
+  kill "$pid" 2>/dev/null || true
+  for _ in $(seq 50); do
+    pid_alive "$pid" || return 0
+    sleep 0.1
+  done
+  echo "The appliance emulator (pid $pid) did not exit within 5 seconds of SIGTERM; sending SIGKILL." >&2
+  kill -KILL "$pid" 2>/dev/null || true
+  for _ in $(seq 10); do
+    pid_alive "$pid" || return 0
+    sleep 0.1
+  done
+  echo "The appliance emulator (pid $pid) is still running after SIGKILL; stop it by hand." >&2
+  return 1
 }
 
 start_emulator() {
+  forget_stale_pid_file
   if emulator_running; then
-    echo "Appliance emulator already running (pid $(cat "$pid_file"))."
+    echo "Appliance emulator already running (pid $(recorded_pid))."
     return
   fi
   mkdir -p "$state"
+  # Remove the last run's output first, so an old JSON line cannot pass for this run's.
+  rm -f "$state/emulator.json" "$state/emulator.log"
   "$python" -m emulators.appliance --nodes 3 --domain local.test --service-fqdn ws1.local.test \
     --admin-password-env WS1_ACCESS_ADMIN_PASSWORD \
     --service-ports 19441,19442,19443 --configurator-ports 19451,19452,19453 \
     >"$state/emulator.json" 2>"$state/emulator.log" &
-  echo $! >"$pid_file"
+  local pid=$!
+  echo "$pid" >"$pid_file"
+  # Our own child: check it by pid alone (its command line is ours until it has exec'd).
   for _ in $(seq 50); do
-    [[ -s $state/emulator.json ]] && break
-    emulator_running || { cat "$state/emulator.log" >&2; exit 1; }
+    grep -qs '^{' "$state/emulator.json" && break
+    if ! pid_alive "$pid"; then
+      cat "$state/emulator.log" >&2
+      rm -f "$pid_file"
+      echo "The appliance emulator exited before printing its JSON line; its log is above." >&2
+      exit 1
+    fi
     sleep 0.1
   done
-  echo "Appliance emulator started (pid $(cat "$pid_file")): $(head -c 400 "$state/emulator.json")"
+  if ! grep -qs '^{' "$state/emulator.json"; then
+    cat "$state/emulator.log" >&2
+    if terminate "$pid"; then
+      rm -f "$pid_file"
+      echo "The appliance emulator printed no JSON line within 5 seconds, so it was stopped; its log is above." >&2
+    else
+      echo "The appliance emulator printed no JSON line within 5 seconds; its log is above." >&2
+    fi
+    exit 1
+  fi
+  echo "Appliance emulator started (pid $pid): $(head -c 400 "$state/emulator.json")"
 }
 
 stop_emulator() {
+  forget_stale_pid_file
   if emulator_running; then
-    kill "$(cat "$pid_file")"
+    terminate "$(recorded_pid)" || exit 1
     echo "Appliance emulator stopped."
   fi
   rm -f "$pid_file"
