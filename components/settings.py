@@ -12,6 +12,7 @@ from typing import Any, ClassVar, Literal, TypeAlias
 
 import pulumi
 import pulumi.runtime
+from cryptography import x509
 from pulumi.config import ConfigTypeError
 
 __all__ = [
@@ -33,6 +34,7 @@ __all__ = [
 PROJECT = "ws1-access-lb-trust"
 # Names of places a password is kept, not passwords (hence the noqa).
 ADMIN_PASSWORD_ENVIRONMENT_VARIABLE = "WS1_ACCESS_ADMIN_PASSWORD"  # noqa: S105
+_BIGIP_PASSWORD_ENVIRONMENT_VARIABLE = "BIGIP_PASSWORD"  # noqa: S105
 
 SslTermination: TypeAlias = Literal["load_balancer", "passthrough"]
 
@@ -282,7 +284,12 @@ def parse_settings(
     cluster_objects = _top_list(report, raw, "clusters", "clusters" in hidden)
     lb_objects = _top_list(report, raw, "load_balancers", "load_balancers" in hidden)
     clusters = parser.clusters(cluster_objects)
-    load_balancers = parser.load_balancers(lb_objects, clusters)
+    # Which clusters exist can only be told when every entry of the list is an object;
+    # otherwise a load balancer's cluster reference cannot be judged, and saying it names
+    # no declared cluster would only add noise to the real problem.
+    declared = raw.get("clusters")
+    clusters_known = isinstance(declared, list) and len(cluster_objects) == len(declared) > 0
+    load_balancers = parser.load_balancers(lb_objects, clusters, clusters_known=clusters_known)
     days_value = raw.get("expiry_warning_days")
     expiry_warning_days = 30
     if days_value is not None:
@@ -529,7 +536,13 @@ class _Parser:
             obj, "incoming_root_ca", "the root CA the nodes will move to"
         )
         admin_key = self.password_key(
-            obj, "admin_password_key", _DEFAULT_ADMIN_PASSWORD_KEY, "appliance admin password"
+            obj,
+            "admin_password_key",
+            _DEFAULT_ADMIN_PASSWORD_KEY,
+            "appliance admin password",
+            ADMIN_PASSWORD_ENVIRONMENT_VARIABLE,
+            # Same rule as Cluster.needs_admin_password: only a configurator login needs it.
+            needed=manage_certificate or root_ca is not None,
         )
         return Cluster(
             name=name,
@@ -595,7 +608,13 @@ class _Parser:
             address = self.address(node, "address", "the IP address or host name to connect to")
             service_port = node.port("service_port", 443)
             configurator_port = node.port("configurator_port", _CONFIGURATOR_PORT)
-            if service_port == configurator_port:
+            if service_port == _CONFIGURATOR_PORT:
+                node.problem(
+                    "service_port",
+                    "8443 is the appliance configurator port; the service is on 443 (expected "
+                    "the port the node serves Workspace ONE Access on, e.g. 443).",
+                )
+            elif service_port == configurator_port:
                 node.problem(
                     "service_port",
                     f"{node.show(service_port)} is also the configurator_port; the service "
@@ -684,16 +703,37 @@ class _Parser:
                 "from -----BEGIN CERTIFICATE----- to -----END CERTIFICATE-----).",
             )
             return None
+        try:
+            x509.load_pem_x509_certificates(value.encode())
+        except ValueError as error:
+            # cryptography's own text is about its parser; say what it means for the operator.
+            if str(error).startswith("Unable to load PEM file"):
+                reason = (
+                    "the text between -----BEGIN CERTIFICATE----- and -----END CERTIFICATE----- "
+                    "is not base64 (is it still the example placeholder?)"
+                )
+            else:
+                reason = (
+                    "the base64 text is not an X.509 certificate (was it cut short when pasted?)"
+                )
+            obj.problem(
+                key,
+                f"is not a valid PEM certificate: {reason}; expected {expected}, as PEM text.",
+            )
+            return None
         return value.strip() + "\n"
 
     # -- load balancers
 
-    def load_balancers(self, objects: list[_Object], clusters: list[Cluster]) -> list[LoadBalancer]:
+    def load_balancers(
+        self, objects: list[_Object], clusters: list[Cluster], *, clusters_known: bool
+    ) -> list[LoadBalancer]:
         by_name = {cluster.name: cluster for cluster in clusters if cluster.name}
         load_balancers: list[LoadBalancer] = []
         names: dict[str, str] = {}
         files: dict[Path, str] = {}
         profiles: dict[tuple[str, int, str], str] = {}
+        virtual_servers: dict[tuple[str, int], str] = {}
         for obj in objects:
             kind = self.kind(obj)
             all_keys = tuple(dict.fromkeys((*_F5_KEYS, *_PEM_FILE_KEYS)))
@@ -702,7 +742,7 @@ class _Parser:
             else:
                 obj.check_keys(_KIND_KEYS[kind], kind, all_keys)
             name = self.name(obj, names, "ws1-prod-f5" if kind == "f5" else "ws1-prod-nginx")
-            cluster = self.cluster_reference(obj, by_name)
+            cluster = self.cluster_reference(obj, by_name, clusters_known)
             if kind == "pem_file":
                 path = self.file_path(obj, "path", "the PEM bundle file the load balancer reads")
                 path = path or Path()
@@ -727,6 +767,7 @@ class _Parser:
                     )
                 elif lb.address:
                     profiles[device] = obj.path
+                self.one_entry_per_virtual_server(obj, lb, virtual_servers)
                 load_balancers.append(lb)
         return load_balancers
 
@@ -745,11 +786,40 @@ class _Parser:
             )
         return None
 
-    def cluster_reference(self, obj: _Object, clusters: Mapping[str, Cluster]) -> str:
+    def one_entry_per_virtual_server(
+        self, obj: _Object, lb: F5LoadBalancer, seen: dict[tuple[str, int], str]
+    ) -> None:
+        """Refuse two F5 entries with one virtual server: they are one device group.
+
+        The units of an HA pair (or any config-sync group) share their virtual servers. Their
+        objects are named per cluster, so sync makes the second entry's objects collide with
+        the first's (409 "already exists"), and destroying one entry deletes the objects the
+        other one still uses.
+        """
+        vs = lb.virtual_server
+        if vs is None or not vs.destination:
+            return
+        where = (vs.destination, vs.port)
+        if where not in seen:
+            seen[where] = obj.path
+            return
+        shown = "the given value" if obj.hidden else f"{vs.destination} port {vs.port}"
+        obj.problem(
+            "virtual_server.destination",
+            f"{shown} is also the virtual server of {seen[where]}; two entries with the same "
+            "virtual server are one device group (e.g. the two units of an HA pair): this "
+            "program names the objects per cluster, so config sync would make them collide "
+            '(409 "already exists"), and destroying one entry would delete the other\'s '
+            "objects. Declare one entry per device group, at its floating management address.",
+        )
+
+    def cluster_reference(
+        self, obj: _Object, clusters: Mapping[str, Cluster], clusters_known: bool
+    ) -> str:
         value = obj.text("cluster", "the name of a cluster declared in clusters")
         if value is None:
             return ""
-        if value not in clusters:
+        if clusters_known and value not in clusters:
             declared = ", ".join(_show(name) for name in clusters) or "none"
             close = difflib.get_close_matches(value, list(clusters), n=1)
             hint = f"; did you mean {_show(close[0])}?" if close else "."
@@ -771,7 +841,12 @@ class _Parser:
         port = obj.port("port", 443)
         username = obj.text("username", "the BIG-IP user name") or ""
         password_key = self.password_key(
-            obj, "password_key", _DEFAULT_BIGIP_PASSWORD_KEY, "BIG-IP password"
+            obj,
+            "password_key",
+            _DEFAULT_BIGIP_PASSWORD_KEY,
+            "BIG-IP password",
+            _BIGIP_PASSWORD_ENVIRONMENT_VARIABLE,
+            needed=True,
         )
         partition = self.f5_name(obj, "partition", "a BIG-IP partition name, e.g. Common")
         validate = obj.boolean("validate_management_certificate", True)
@@ -782,10 +857,12 @@ class _Parser:
             required=False,
         )
         if ca_path is not None and not ca_path.is_file():
-            # The F5 provider reads this file itself; say so here rather than mid-apply.
+            # The F5 provider reads this file itself; say so here rather than mid-apply. The
+            # whole path is shown: cut to 80 characters it would lose the file name.
+            shown = "the given value" if obj.hidden else repr(str(ca_path))
             obj.problem(
                 "management_ca_path",
-                f"{obj.show(str(ca_path))} does not exist (expected the PEM file of the CA "
+                f"{shown} does not exist (expected the PEM file of the CA "
                 "that signs the BIG-IP management certificate).",
             )
         if validate and ca_path is None and obj.get("management_ca_path") is None:
@@ -935,7 +1012,22 @@ class _Parser:
             path = self.project_dir / path
         return path
 
-    def password_key(self, obj: _Object, key: str, default: str, what: str) -> str:
+    def password_key(
+        self,
+        obj: _Object,
+        key: str,
+        default: str,
+        what: str,
+        variable: str,
+        *,
+        needed: bool,
+    ) -> str:
+        """The name of the secret config key holding a password; the value is never shown.
+
+        Someone may type the password itself where its key's name belongs, so a value that is
+        not a valid key name is never echoed. A non-default key that the stack does not set is
+        refused when the password is needed: only the default key falls back to `variable`.
+        """
         value = obj.get(key)
         name = default
         if value is not None:
@@ -946,11 +1038,21 @@ class _Parser:
             if ":" in text or not _CONFIG_KEY.fullmatch(text):
                 obj.problem(
                     key,
-                    f"{obj.show(text)} is not a config key name of this project (expected "
-                    f"{expected}, without a namespace).",
+                    f"is not a config key name of this project (expected {expected}, without "
+                    "a namespace; the password itself goes into that key with "
+                    "`pulumi config set --secret <key>`).",
                 )
                 return default
             name = text
+        if needed and name != default and name not in self.raw:
+            named = "a config key" if obj.hidden else f"config key {name}"
+            command = f"pulumi config set --secret {'<key>' if obj.hidden else name}"
+            obj.problem(
+                key,
+                f"names {named}, which this stack does not set; set it with `{command}`, or "
+                f"remove {key} to use the default key ({default}) or the {variable} "
+                "environment variable.",
+            )
         self.password_keys.append(name)
         if name in self.raw and f"{PROJECT}:{name}" not in self.secret_keys:
             self.report.add(

@@ -8,7 +8,10 @@ What is declared for one load balancer in front of one cluster (all with `pulumi
   because the Pulumi/Terraform profile resource cannot set it;
 - the server-SSL profile the virtual server uses towards the nodes: CA = that object,
   certificate required, untrusted or expired certificate = drop, SNI = the service FQDN;
-- optionally the virtual server in front of the cluster, with its monitor, pool and profiles.
+- optionally the virtual server in front of the cluster, with its monitor, pool and profiles:
+  with a client-SSL profile (ssl_termination: load_balancer) it terminates SSL and re-encrypts
+  to the verified nodes; without one (passthrough) it forwards TCP only and never touches TLS
+  or HTTP. The health monitor verifies the nodes with the server-SSL profile in both modes.
 
 `declare_trust` is the `trust_stores` entry point for `kind: f5`.
 """
@@ -225,8 +228,18 @@ def _virtual_server(
     profile: ltm.ProfileServerSsl,
     on_device: pulumi.ResourceOptions,
 ) -> None:
-    """The virtual server users reach the cluster through, re-encrypting to verified nodes."""
+    """The virtual server users reach the cluster through.
+
+    With a client-SSL profile (ssl_termination: load_balancer; settings requires one exactly
+    then) the BIG-IP terminates SSL, adds X-Forwarded-For, keeps users on a node with a cookie
+    and re-encrypts to the nodes, verifying them with the server-SSL profile. Without one
+    (passthrough) the nodes' TLS goes through untouched: a TCP profile only, persistence by
+    source address (a cookie needs HTTP), and no server-SSL profile (it would wrap the
+    client's TLS in a second one). The monitor is the BIG-IP's own connection to each node,
+    so it verifies the node with the server-SSL profile in both modes.
+    """
     vs = lb.virtual_server
+    passthrough = vs.client_ssl_profile is None
     partition = lb.partition
     base = f"/{partition}/ws1-{trust.cluster}"
 
@@ -262,6 +275,32 @@ def _virtual_server(
             node=pulumi.Output.concat(member.name, f":{node.service_port}"),
             opts=on_device,
         )
+    tcp = ltm.ProfileTcp(
+        f"{prefix}-tcp",
+        name=f"{base}-tcp",
+        defaults_from="/Common/tcp",
+        # Long-lived connections (admin console, device sync) outlast the 300 s default.
+        idle_timeout=3600,
+        opts=on_device,
+    )
+    if passthrough:
+        source_address = ltm.PersistenceProfileSrcAddr(
+            f"{prefix}-source-address",
+            name=f"{base}-source-address",
+            defaults_from="/Common/source_addr",
+            opts=on_device,
+        )
+        ltm.VirtualServer(
+            f"{prefix}-virtual-server",
+            name=f"{base}-vs",
+            destination=vs.destination,
+            port=vs.port,
+            pool=pool.name,
+            persistence_profiles=[source_address.name],
+            profiles=[tcp.name],
+            opts=on_device,
+        )
+        return
     cookie = ltm.PersistenceProfileCookie(
         f"{prefix}-cookie",
         name=f"{base}-cookie",
@@ -276,22 +315,13 @@ def _virtual_server(
         insert_xforwarded_for="enabled",
         opts=on_device,
     )
-    tcp = ltm.ProfileTcp(
-        f"{prefix}-tcp",
-        name=f"{base}-tcp",
-        defaults_from="/Common/tcp",
-        # Long-lived connections (admin console, device sync) outlast the 300 s default.
-        idle_timeout=3600,
-        opts=on_device,
-    )
     ltm.VirtualServer(
         f"{prefix}-virtual-server",
         name=f"{base}-vs",
         destination=vs.destination,
         port=vs.port,
         pool=pool.name,
-        # With a client-SSL profile the BIG-IP terminates SSL and re-encrypts to the nodes.
-        client_profiles=[vs.client_ssl_profile] if vs.client_ssl_profile else None,
+        client_profiles=[vs.client_ssl_profile],
         server_profiles=[profile.name],
         persistence_profiles=[cookie.name],
         profiles=[http.name, tcp.name],

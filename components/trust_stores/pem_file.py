@@ -84,6 +84,17 @@ class PemTrustBundleProvider(TrustProvider):
                         "expected an absolute file path.",
                     )
                 )
+            elif not os.path.isdir(os.path.dirname(path)):
+                # Said while planning, so `pulumi preview` shows it and `up` applies nothing;
+                # _write_atomically says it again should the directory vanish before the write.
+                failures.append(
+                    CheckFailure(
+                        "path",
+                        f"load balancer {lb}: the directory {os.path.dirname(path)} of the PEM "
+                        f"bundle path {path} does not exist; expected an existing directory "
+                        "(this program does not create it).",
+                    )
+                )
 
         bundle_pem = news.get("bundle_pem")
         # In preview the bundle may still be unknown (it comes from the appliance): check it

@@ -130,6 +130,8 @@ def test_failed_write_leaves_the_old_file_and_no_temp_file(
 def test_missing_directory_is_an_error_naming_the_load_balancer_and_path(
     provider, tmp_path, old_bundle
 ):
+    # check() refuses this while planning; the write says it again should the directory
+    # disappear between preview and apply.
     target = tmp_path / "no-such-dir" / "ws1-trust.pem"
     with pytest.raises(FileNotFoundError) as error:
         provider.create(props(target, old_bundle))
@@ -264,6 +266,26 @@ def test_check_refuses_an_empty_or_relative_path(provider, old_bundle):
             "expected an absolute file path.",
         )
     ]
+
+
+def test_check_refuses_a_path_whose_directory_does_not_exist(provider, tmp_path, old_bundle):
+    # Refused while planning, so `pulumi preview` reports it and `up` applies nothing.
+    target = tmp_path / "no-such-dir" / "ws1-trust.pem"
+    assert _failures(provider.check({}, props(target, old_bundle))) == [
+        (
+            "path",
+            f"load balancer {LB}: the directory {target.parent} of the PEM bundle path "
+            f"{target} does not exist; expected an existing directory (this program does not "
+            "create it).",
+        )
+    ]
+    assert not target.parent.exists(), "the directory must not be created"
+
+
+def test_check_refuses_a_missing_directory_also_when_the_bundle_is_unknown(provider, tmp_path):
+    target = tmp_path / "no-such-dir" / "ws1-trust.pem"
+    news = {**props(target, ""), "bundle_pem": UNKNOWN}
+    assert [prop for prop, _ in _failures(provider.check({}, news))] == ["path"]
 
 
 def test_check_refuses_a_private_key_in_the_bundle(provider, tmp_path, cas, old_bundle):

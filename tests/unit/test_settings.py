@@ -15,6 +15,7 @@ from typing import Any
 import pulumi.runtime
 import pytest
 import trustme
+import yaml
 from pulumi.runtime import config as runtime_config
 
 from components.settings import (
@@ -390,6 +391,23 @@ def test_clusters_of_the_wrong_shape(value: Any, line: str) -> None:
     ]
 
 
+@pytest.mark.parametrize(
+    ("value", "line"),
+    [
+        ("oops", "clusters: expected a list of objects, got a string."),
+        (["oops"], "clusters[0]: expected an object, got a string."),
+    ],
+)
+def test_unusable_clusters_do_not_make_every_cluster_reference_a_problem(
+    value: Any, line: str
+) -> None:
+    def change(raw: dict[str, Any]) -> None:
+        raw["clusters"] = value
+        nginx(raw)["cluster"] = "local"
+
+    assert problems_after(change) == [P + line]
+
+
 def test_unknown_top_level_key_suggests_the_closest_one() -> None:
     def change(raw: dict[str, Any]) -> None:
         raw["expiry_warning_day"] = "10"
@@ -666,6 +684,20 @@ def test_node_ports(key: str, value: Any, line: str) -> None:
     assert problems_after(change) == [f"{P}clusters[0].nodes[0].{key}: {line}"]
 
 
+@pytest.mark.parametrize("configurator_port", [None, 9443])
+def test_a_service_port_of_8443_is_refused(configurator_port: int | None) -> None:
+    def change(raw: dict[str, Any]) -> None:
+        prod(raw)["nodes"][0]["service_port"] = 8443
+        if configurator_port is not None:
+            prod(raw)["nodes"][0]["configurator_port"] = configurator_port
+
+    assert problems_after(change) == [
+        f"{P}clusters[0].nodes[0].service_port: 8443 is the appliance configurator port; the "
+        "service is on 443 (expected the port the node serves Workspace ONE Access on, "
+        "e.g. 443)."
+    ]
+
+
 def test_the_service_and_the_configurator_need_different_ports() -> None:
     def change(raw: dict[str, Any]) -> None:
         prod(raw)["nodes"][1]["service_port"] = 48443
@@ -774,11 +806,82 @@ def test_admin_password_key_must_name_a_key_of_this_project() -> None:
         lab(raw)["admin_password_key"] = "other-project:adminPassword"
         del raw["labAdminPassword"]
 
-    assert problems_after(change) == [
-        f"{P}clusters[1].admin_password_key: 'other-project:adminPassword' is not a config "
-        "key name of this project (expected the name of the secret config key that holds "
-        "the appliance admin password, e.g. applianceAdminPassword, without a namespace)."
+    problems = problems_after(change)
+    assert problems == [
+        f"{P}clusters[1].admin_password_key: is not a config key name of this project "
+        "(expected the name of the secret config key that holds the appliance admin "
+        "password, e.g. applianceAdminPassword, without a namespace; the password itself "
+        "goes into that key with `pulumi config set --secret <key>`)."
     ]
+    assert "other-project" not in "\n".join(problems)
+
+
+@pytest.mark.parametrize("typed", ["Hunter2: appliance!", "S3cret#pass word", "pa:ss"])
+def test_a_password_typed_where_its_key_name_belongs_is_never_echoed(typed: str) -> None:
+    def change(raw: dict[str, Any]) -> None:
+        lab(raw)["admin_password_key"] = typed
+        f5(raw)["password_key"] = typed
+        del raw["labAdminPassword"]  # no longer named by any entry
+
+    problems = problems_after(change)
+    assert problems == [
+        f"{P}clusters[1].admin_password_key: is not a config key name of this project "
+        "(expected the name of the secret config key that holds the appliance admin "
+        "password, e.g. applianceAdminPassword, without a namespace; the password itself "
+        "goes into that key with `pulumi config set --secret <key>`).",
+        f"{P}load_balancers[1].password_key: is not a config key name of this project "
+        "(expected the name of the secret config key that holds the BIG-IP password, e.g. "
+        "bigipPassword, without a namespace; the password itself goes into that key with "
+        "`pulumi config set --secret <key>`).",
+    ]
+    assert typed not in "\n".join(problems)
+
+
+def test_a_custom_admin_password_key_that_the_stack_does_not_set_is_refused() -> None:
+    def change(raw: dict[str, Any]) -> None:
+        del raw["labAdminPassword"]  # lab installs load_balancer_root_ca: it must log in
+
+    assert problems_after(change) == [
+        f"{P}clusters[1].admin_password_key: names config key labAdminPassword, which this "
+        "stack does not set; set it with `pulumi config set --secret labAdminPassword`, or "
+        "remove admin_password_key to use the default key (applianceAdminPassword) or the "
+        "WS1_ACCESS_ADMIN_PASSWORD environment variable."
+    ]
+
+
+def test_a_custom_bigip_password_key_that_the_stack_does_not_set_is_refused() -> None:
+    def change(raw: dict[str, Any]) -> None:
+        f5(raw)["password_key"] = "labBigipPassword"
+
+    assert problems_after(change) == [
+        f"{P}load_balancers[1].password_key: names config key labBigipPassword, which this "
+        "stack does not set; set it with `pulumi config set --secret labBigipPassword`, or "
+        "remove password_key to use the default key (bigipPassword) or the BIGIP_PASSWORD "
+        "environment variable."
+    ]
+
+
+def test_an_unset_custom_key_inside_secret_clusters_is_refused_without_its_name() -> None:
+    def change(raw: dict[str, Any]) -> None:
+        del raw["labAdminPassword"]
+
+    secret = SECRETS | {f"{PROJECT}:clusters"}
+    assert problems_after(change, secret) == [
+        f"{P}clusters[1].admin_password_key: names a config key, which this stack does not "
+        "set; set it with `pulumi config set --secret <key>`, or remove admin_password_key "
+        "to use the default key (applianceAdminPassword) or the WS1_ACCESS_ADMIN_PASSWORD "
+        "environment variable."
+    ]
+
+
+def test_default_password_keys_named_explicitly_keep_the_environment_fallback() -> None:
+    raw = valid_raw()
+    prod(raw)["admin_password_key"] = "applianceAdminPassword"
+    f5(raw)["password_key"] = "bigipPassword"
+    del raw["applianceAdminPassword"]
+    del raw["bigipPassword"]
+    settings = parse_settings(raw, SECRETS, project_dir=PROJECT_DIR)
+    assert settings.password_keys_not_set() == ("applianceAdminPassword", "bigipPassword")
 
 
 def test_a_plain_text_password_named_by_a_custom_key_is_refused() -> None:
@@ -803,6 +906,43 @@ def test_load_balancer_root_ca_is_refused_with_passthrough() -> None:
         f"{P}clusters[0].load_balancer_root_ca: is set, but ssl_termination is passthrough: "
         "the appliance only needs the load balancer's root CA when the load balancer "
         "terminates SSL; remove it, or set ssl_termination: load_balancer."
+    ]
+
+
+PLACEHOLDER_CA = (
+    "-----BEGIN CERTIFICATE-----\nREPLACE-WITH-YOUR-LOAD-BALANCER-ROOT-CA\n"
+    "-----END CERTIFICATE-----\n"
+)
+
+
+def test_a_placeholder_between_pem_markers_is_not_a_certificate() -> None:
+    def change(raw: dict[str, Any]) -> None:
+        lab(raw)["load_balancer_root_ca"] = PLACEHOLDER_CA
+        prod(raw)["incoming_root_ca"] = PLACEHOLDER_CA
+
+    assert problems_after(change) == [
+        f"{P}clusters[0].incoming_root_ca: is not a valid PEM certificate: the text between "
+        "-----BEGIN CERTIFICATE----- and -----END CERTIFICATE----- is not base64 (is it "
+        "still the example placeholder?); expected the root CA the nodes will move to, as "
+        "PEM text.",
+        f"{P}clusters[1].load_balancer_root_ca: is not a valid PEM certificate: the text "
+        "between -----BEGIN CERTIFICATE----- and -----END CERTIFICATE----- is not base64 (is "
+        "it still the example placeholder?); expected the load balancer's root CA, as PEM "
+        "text.",
+    ]
+
+
+def test_a_truncated_certificate_is_not_a_certificate() -> None:
+    lines = LB_ROOT_CA.strip().splitlines()
+    truncated = "\n".join([*lines[:3], lines[-1]]) + "\n"  # base64, but cut short
+
+    def change(raw: dict[str, Any]) -> None:
+        lab(raw)["load_balancer_root_ca"] = truncated
+
+    assert problems_after(change) == [
+        f"{P}clusters[1].load_balancer_root_ca: is not a valid PEM certificate: the base64 "
+        "text is not an X.509 certificate (was it cut short when pasted?); expected the load "
+        "balancer's root CA, as PEM text."
     ]
 
 
@@ -971,12 +1111,57 @@ def test_two_f5_entries_cannot_manage_the_same_profile_on_one_device() -> None:
         twin = copy.deepcopy(f5(raw))
         twin["name"] = "ws1-lab-f5-twin"
         twin["address"] = "bigip.CORP.example"
+        twin["virtual_server"]["destination"] = "10.0.0.11"
         raw["load_balancers"].append(twin)
 
     assert problems_after(change) == [
         f"{P}load_balancers[2].server_ssl_profile: '/Common/ws1-ws1-lab-serverssl' on "
         "'bigip.corp.example' is also managed by load_balancers[1]; give each a different "
         "server_ssl_profile."
+    ]
+
+
+def _second_big_ip(raw: dict[str, Any], **virtual_server: Any) -> None:
+    twin = copy.deepcopy(f5(raw))
+    twin.update(name="ws1-lab-f5-b", address="bigip-b.corp.example")
+    twin["virtual_server"].update(virtual_server)
+    raw["load_balancers"].append(twin)
+
+
+def test_two_f5_entries_with_the_same_virtual_server_are_refused_as_one_device_group() -> None:
+    # E.g. both units of an HA pair, each declared by its own management address.
+    assert problems_after(_second_big_ip) == [
+        f"{P}load_balancers[2].virtual_server.destination: 10.0.0.10 port 443 is also the "
+        "virtual server of load_balancers[1]; two entries with the same virtual server are "
+        "one device group (e.g. the two units of an HA pair): this program names the objects "
+        'per cluster, so config sync would make them collide (409 "already exists"), and '
+        "destroying one entry would delete the other's objects. Declare one entry per device "
+        "group, at its floating management address."
+    ]
+
+
+def test_the_same_virtual_server_is_not_echoed_when_load_balancers_are_secret() -> None:
+    secret = SECRETS | {f"{PROJECT}:load_balancers"}
+    problems = problems_after(_second_big_ip, secret)
+    assert len(problems) == 1, problems
+    assert problems[0].startswith(
+        f"{P}load_balancers[2].virtual_server.destination: the given value is also the "
+        "virtual server of load_balancers[1]; "
+    ), problems[0]
+    assert "10.0.0.10" not in problems[0]
+
+
+@pytest.mark.parametrize("other", [{"destination": "10.1.0.10"}, {"port": 4443}])
+def test_two_independent_big_ips_with_their_own_virtual_servers_are_accepted(
+    other: dict[str, Any],
+) -> None:
+    raw = valid_raw()
+    _second_big_ip(raw, **other)
+    settings = parse_settings(raw, SECRETS, project_dir=PROJECT_DIR)
+    assert [lb.name for lb in settings.load_balancers] == [
+        "ws1-prod-nginx",
+        "ws1-lab-f5",
+        "ws1-lab-f5-b",
     ]
 
 
@@ -1155,3 +1340,33 @@ def test_a_management_ca_file_that_does_not_exist_is_refused() -> None:
         f"{P}load_balancers[1].management_ca_path: '/nonexistent/bigip-ca.pem' does not exist "
         "(expected the PEM file of the CA that signs the BIG-IP management certificate)."
     ]
+
+
+# ---------------------------------------------------------------------------- shipped stacks
+
+
+@pytest.mark.parametrize("stack", ["staging", "prod"])
+def test_the_shipped_example_stacks_need_only_the_management_ca_file(
+    stack: str, tmp_path: Path
+) -> None:
+    document = yaml.safe_load(
+        (Path(__file__).resolve().parents[2] / "stacks" / f"Pulumi.{stack}.yaml").read_text()
+    )
+    raw = {key.split(":", 1)[1]: value for key, value in document["config"].items()}
+    ca = tmp_path / "certs" / "bigip-management-ca.pem"
+
+    with pytest.raises(SettingsError) as caught:
+        parse_settings(raw, frozenset(), project_dir=tmp_path)
+    assert caught.value.problems == tuple(
+        f"{P}load_balancers[{index}].management_ca_path: '{ca}' does not exist (expected the "
+        "PEM file of the CA that signs the BIG-IP management certificate)."
+        for index in (0, 1)
+    )
+
+    ca.parent.mkdir()
+    ca.write_text(LB_ROOT_CA)
+    settings = parse_settings(raw, frozenset(), project_dir=tmp_path)
+    virtual_servers = [
+        lb.virtual_server for lb in settings.load_balancers if isinstance(lb, F5LoadBalancer)
+    ]
+    assert len(virtual_servers) == 2 and len(set(virtual_servers)) == 2, virtual_servers

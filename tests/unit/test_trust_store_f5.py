@@ -499,12 +499,53 @@ def test_virtual_server_re_encrypts_to_verified_nodes(roots):
     ]
 
 
-def test_passthrough_virtual_server_has_no_client_ssl_profile(roots):
+def test_passthrough_virtual_server_forwards_tcp_and_never_touches_tls_or_http(roots):
+    # No client-SSL profile: the cluster uses ssl_termination: passthrough.
     vs = VirtualServer("10.0.0.10", 443, None)
     run = declare(make_lb(virtual_server=vs), make_trust(*roots))
 
-    inputs = run.inputs("bigip-dc1-prod-virtual-server")
-    assert "clientProfiles" not in inputs, f"bigip-dc1-prod-virtual-server: {inputs}"
+    assert run.inputs("bigip-dc1-prod-virtual-server") == {
+        "name": "/Common/ws1-prod-vs",
+        "destination": "10.0.0.10",
+        "port": 443,
+        "pool": "/Common/ws1-prod-pool",
+        "persistenceProfiles": ["/Common/ws1-prod-source-address"],
+        "profiles": ["/Common/ws1-prod-tcp"],
+    }, f"bigip-dc1-prod-virtual-server inputs: {run.inputs('bigip-dc1-prod-virtual-server')}"
+    persistence = run["bigip-dc1-prod-source-address"]
+    source_address_type = "f5bigip:ltm/persistenceProfileSrcAddr:PersistenceProfileSrcAddr"
+    assert persistence.typ == source_address_type, persistence.typ
+    assert persistence.inputs == {
+        "name": "/Common/ws1-prod-source-address",
+        "defaultsFrom": "/Common/source_addr",
+    }, f"bigip-dc1-prod-source-address inputs: {persistence.inputs}"
+    assert run.inputs("bigip-dc1-prod-tcp") == {
+        "name": "/Common/ws1-prod-tcp",
+        "defaultsFrom": "/Common/tcp",
+        "idleTimeout": 3600,
+    }
+    # The monitor is the BIG-IP's own TLS connection to each node: it still verifies them.
+    assert run.inputs("bigip-dc1-prod-heartbeat") == {
+        "name": "/Common/ws1-prod-heartbeat",
+        "parent": "/Common/https",
+        "send": HEARTBEAT_SEND,
+        "receive": "ok",
+        "sslProfile": "/Common/ws1-prod-serverssl",
+    }
+    declared = sorted(run.registrations)
+    for absent in ("bigip-dc1-prod-cookie", "bigip-dc1-prod-http"):
+        assert absent not in declared, f"{absent} must not exist in passthrough: {declared}"
+    assert run.by_type("f5bigip:ltm/profileHttp:ProfileHttp") == []
+    assert run.by_type("f5bigip:ltm/persistenceProfileCookie:PersistenceProfileCookie") == []
+
+
+def test_terminating_virtual_server_declares_no_source_address_persistence(roots):
+    run = declare(make_lb(virtual_server=VS), make_trust(*roots))
+
+    assert "bigip-dc1-prod-source-address" not in run.registrations
+    assert [r.name for r in run.by_type("f5bigip:ltm/profileHttp:ProfileHttp")] == [
+        "bigip-dc1-prod-http"
+    ]
 
 
 def test_virtual_server_on_the_configurator_port_is_refused(roots):
