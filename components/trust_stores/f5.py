@@ -283,49 +283,48 @@ def _virtual_server(
         idle_timeout=3600,
         opts=on_device,
     )
+    # Passthrough: the BIG-IP must touch neither TLS nor HTTP, so TCP only, and the client
+    # address is all there is to keep a user on one node.
+    persistence: ltm.PersistenceProfileSrcAddr | ltm.PersistenceProfileCookie
+    tls_profiles: dict[str, Any] = {}
     if passthrough:
-        source_address = ltm.PersistenceProfileSrcAddr(
+        persistence = ltm.PersistenceProfileSrcAddr(
             f"{prefix}-source-address",
             name=f"{base}-source-address",
             defaults_from="/Common/source_addr",
             opts=on_device,
         )
-        ltm.VirtualServer(
-            f"{prefix}-virtual-server",
-            name=f"{base}-vs",
-            destination=vs.destination,
-            port=vs.port,
-            pool=pool.name,
-            persistence_profiles=[source_address.name],
-            profiles=[tcp.name],
+        profiles = [tcp.name]
+    else:
+        persistence = ltm.PersistenceProfileCookie(
+            f"{prefix}-cookie",
+            name=f"{base}-cookie",
+            defaults_from="/Common/cookie",
             opts=on_device,
         )
-        return
-    cookie = ltm.PersistenceProfileCookie(
-        f"{prefix}-cookie",
-        name=f"{base}-cookie",
-        defaults_from="/Common/cookie",
-        opts=on_device,
-    )
-    http = ltm.ProfileHttp(
-        f"{prefix}-http",
-        name=f"{base}-http",
-        defaults_from="/Common/http",
-        # The appliance logs and applies network rules by the client address.
-        insert_xforwarded_for="enabled",
-        opts=on_device,
-    )
+        http = ltm.ProfileHttp(
+            f"{prefix}-http",
+            name=f"{base}-http",
+            defaults_from="/Common/http",
+            # The appliance logs and applies network rules by the client address.
+            insert_xforwarded_for="enabled",
+            opts=on_device,
+        )
+        profiles = [http.name, tcp.name]
+        tls_profiles = {
+            "client_profiles": [vs.client_ssl_profile],
+            "server_profiles": [profile.name],
+        }
     ltm.VirtualServer(
         f"{prefix}-virtual-server",
         name=f"{base}-vs",
         destination=vs.destination,
         port=vs.port,
         pool=pool.name,
-        client_profiles=[vs.client_ssl_profile],
-        server_profiles=[profile.name],
-        persistence_profiles=[cookie.name],
-        profiles=[http.name, tcp.name],
+        persistence_profiles=[persistence.name],
+        profiles=profiles,
         opts=on_device,
+        **tls_profiles,
     )
 
 

@@ -166,6 +166,13 @@ def world(
                 os.environ["WS1_ACCESS_ADMIN_PASSWORD"] = previous
 
 
+def regenerate_every_node_from_a_new_root_ca(w: World) -> None:
+    """Out of band, as an operator clicking Auto Generate on each node would."""
+    w.emulator.regeneration_makes_new_root = True
+    for node in w.emulator.nodes:
+        node.regenerate(node.common_name, node.subject_alt_names)
+
+
 def expect_ok(step: Step) -> Step:
     assert step.result.error is None, f"{step.name}: {step.result.error}"
     return step
@@ -188,9 +195,7 @@ def no_change(w: World) -> list[Step]:
 def root_ca_regenerated(w: World) -> list[Step]:
     """Someone regenerated every node's certificate from a new root CA since the last up."""
     expect_ok(w.run("first up", w.stack.up, setup=True))
-    w.emulator.regeneration_makes_new_root = True
-    for node in w.emulator.nodes:
-        node.regenerate(node.common_name, node.subject_alt_names)
+    regenerate_every_node_from_a_new_root_ca(w)
     expect_ok(w.run("preview", w.stack.preview))
     expect_ok(w.run("up", w.stack.up))
     w.check_every_node_verifies()
@@ -290,9 +295,7 @@ def out_of_band_changes(w: World) -> list[Step]:
 def pin_mismatch(w: World) -> list[Step]:
     """The appliance now serves a root CA the stack has not pinned."""
     expect_ok(w.run("first up", w.stack.up, setup=True))
-    w.emulator.regeneration_makes_new_root = True
-    for node in w.emulator.nodes:
-        node.regenerate(node.common_name, node.subject_alt_names)
+    regenerate_every_node_from_a_new_root_ca(w)
     w.run("preview", w.stack.preview)
     w.run("up", w.stack.up)
     return w.steps
