@@ -137,7 +137,9 @@ class AccessTrust(pulumi.ComponentResource):
                 opts=child,
             )
             planned = {pki.sha256_fingerprint(root) for root in approved.trusted_root_cas}
-            self.certificate.served.apply(lambda served: self._warn_untrusted(served, planned))
+            self.certificate.served.apply(
+                lambda served: self._warn_untrusted(cluster.name, served, planned)
+            )
         else:
             self.certificate = None
 
@@ -208,15 +210,16 @@ class AccessTrust(pulumi.ComponentResource):
                 resource=self,
             )
 
-    def _warn_untrusted(self, served: Any, planned: set[str]) -> None:
+    def _warn_untrusted(self, cluster: str, served: Any, planned: set[str]) -> None:
         for fqdn, node in (served or {}).items():
             root = node.get("root_ca_sha256")
             if root and root not in planned:
                 pulumi.log.warn(
-                    f"node {fqdn} now serves a certificate issued by root CA {root}, which the "
-                    "load balancers do not trust yet (the appliance made a new root CA when it "
-                    "regenerated the certificate). Run `pulumi preview` to review it and "
-                    "`pulumi up` to trust it; see README, 'Rotating the appliance certificate'.",
+                    f"cluster {cluster}: node {fqdn} now serves a certificate issued by "
+                    f"root CA {root}, which the load balancers do not trust yet (the "
+                    "appliance made a new root CA when it regenerated the certificate). "
+                    "Run `pulumi preview` to review it and `pulumi up` to trust it; see "
+                    "README, 'Rotating the appliance certificate'.",
                     resource=self,
                 )
 
