@@ -8,13 +8,22 @@ from typing import Any
 
 from pulumi.dynamic import ConfigureRequest, DiffResult, ResourceProvider
 from pulumi.dynamic.dynamic import PROVIDER_KEY
+from pulumi.output import Unknown
 from pulumi.runtime.rpc import UNKNOWN
 
 __all__ = ["PROVIDER_KEY", "TrustProvider", "diff_inputs", "is_unknown"]
 
 
 def is_unknown(value: Any) -> bool:
-    """True for a value preview has not computed yet (the SDK's UNKNOWN marker)."""
+    """True for a value preview has not computed yet, or a container holding one.
+
+    Two forms exist: the real provider host deserializes with unknowns kept, so a provider
+    running under the engine sees `pulumi.output.Unknown` objects
+    (sdk/python/lib/pulumi/dynamic/__main__.py, Check and Diff); mocks and program code see
+    the `rpc.UNKNOWN` string. Both mean the same.
+    """
+    if isinstance(value, Unknown):
+        return True
     if isinstance(value, str):
         return value == UNKNOWN
     if isinstance(value, Mapping):
@@ -29,8 +38,9 @@ def diff_inputs(
 ) -> DiffResult:
     """Compare checked inputs with the stored outputs, key by key.
 
-    `__provider` is ignored on purpose: it changes whenever this code changes, and a code
-    change alone must never look like a trust change in preview. Keys that exist only in
+    `__provider` is ignored on purpose: it is the provider pickled by reference, so it changes
+    when a provider's module or class name changes (or the pickle format does), and such a
+    code change alone must never look like a trust change in preview. Keys that exist only in
     the outputs (observations such as fingerprints) are not inputs and are not compared.
     """
     changed = sorted(

@@ -44,9 +44,8 @@ class ApplianceRootCAProvider(ApplianceProvider):
         failures = []
         if not news.get("nodes"):
             failures.append(CheckFailure("nodes", "at least one node is required."))
-        for pin in news.get("pins") or []:
-            if is_unknown(pin):
-                continue
+        pins = news.get("pins")
+        for pin in [] if is_unknown(pins) else pins or []:
             try:
                 pki.normalize_fingerprint(str(pin), "root_ca_sha256")
             except pki.CertificateError as problem:

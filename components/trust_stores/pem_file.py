@@ -59,7 +59,9 @@ class PemTrustBundleProvider(TrustProvider):
     def check(self, _olds: dict[str, Any], news: dict[str, Any]) -> CheckResult:
         failures: list[CheckFailure] = []
         load_balancer = news.get("load_balancer")
-        if not isinstance(load_balancer, str) or not load_balancer:
+        if is_unknown(load_balancer):
+            load_balancer = "?"
+        elif not isinstance(load_balancer, str) or not load_balancer:
             failures.append(
                 CheckFailure("load_balancer", "the load balancer name is empty; expected its name.")
             )

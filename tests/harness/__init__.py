@@ -37,43 +37,52 @@ Running the program
     provider call yields ``"<urn>: <message>"`` (``<Type>: <message>`` unless it is a RunError).
 
 Dynamic resources (type ``pulumi-python:dynamic...``)
-  * ``__provider`` is base64 + dill-deserialized like the host (``_deserialize``), cached per
-    serialized string per operation, and ``configure(ConfigureRequest(Config(raw, project)))`` is
-    called once per deserialized provider. ``raw`` is the stack config ("project:key" -> string,
-    secrets unwrapped). Provider methods run in their own context whose SDK settings mirror the
-    host's (project, stack "stack", no engine: provider-side ``pulumi.log`` is not captured) and
-    without ``PULUMI_CONFIG`` in the environment (the engine starts the host without the
-    program's config environment: a provider must use configure()).
-  * The provider receives plain values (``acceptSecrets=false``); props given to check, diff,
-    create and update still contain ``__provider``. Everything a provider returns goes through the
-    same protobuf round trip as the host (so ints come back as floats, ``None`` values vanish, and
-    an unserializable value fails the step).
-  * ``up``: ``check(olds=old inputs, news)`` then, for a new resource ``create``; otherwise
-    ``diff(id, olds=old outputs, news=checked)``: ``changes=False`` -> same (old outputs kept,
-    checked inputs stored); ``changes=None`` -> the harness compares old and new inputs itself,
-    ``__provider`` included; changes without ``replaces`` -> ``update(id, old outputs, checked)``
-    (the default ``update`` returns empty outs: stored outputs are then just ``__provider``);
-    with ``replaces`` -> replace, create-before-delete (the old one is deleted at the end of a
-    successful run) or delete-before-create when the diff or ``ResourceOptions`` ask for it.
-    A replacement runs check again with empty olds, as the engine does. Stored outputs are the
-    returned outs plus ``__provider``. Check failures fail the run with
+  * Every provider call is a request to the SDK's REAL provider host
+    (``DynamicResourceProviderServicer`` of ``pulumi/dynamic/__main__.py``, loaded in process
+    by ``tests/harness/host.py``, one fresh host per operation like the engine's one plugin
+    process per deployment): Configure (the stack config with namespaced keys, secrets marked;
+    the host answers ``acceptSecrets=false``), Check, Diff, Create, Update, Read, Delete, each a
+    protobuf request built as the engine builds it. The host deserializes ``__provider`` with
+    dill, caches it and calls ``configure()`` itself; it runs with ``PULUMI_PROJECT`` set and
+    ``PULUMI_CONFIG={}`` (the engine passes only the ``pulumi-python`` namespace), never the
+    program's config environment: a provider must use configure().
+  * The host receives plain values (secrets stripped); unknown values reach check and diff as
+    ``pulumi.output.Unknown`` objects, as under the engine. Everything a provider returns goes
+    through the host's own serialization (so ints come back as floats, ``None`` values vanish,
+    and an unserializable value fails the step).
+  * A failing provider call comes back as the host sends it: its Python traceback, ending with
+    the exception; ``RunResult.error`` is ``"<urn>: <that text>"``.
+  * ``up``: Check(olds=old inputs, news) then, for a new resource, Create; otherwise
+    Diff(id, olds=old outputs, news=checked, old_inputs): DIFF_NONE -> same (old outputs kept,
+    checked inputs stored); DIFF_UNKNOWN -> the harness compares old and new inputs itself,
+    ``__provider`` included; DIFF_SOME without ``replaces`` -> Update (the default ``update``
+    returns empty outs: stored outputs are then just ``__provider``); with ``replaces`` ->
+    replace, create-before-delete (the old one is deleted at the end of a successful run) or
+    delete-before-create when the diff or ``ResourceOptions`` ask for it. A replacement runs
+    Check again with empty olds, as the engine does. Check failures fail the run with
     ``"<type> resource '<name>': property <p> has a problem: <reason>"``.
-    check/diff/create/update use the new ``__provider``; read/delete use the one in state
-    (``outputs["__provider"]``, which a "same" step does not change).
-  * ``preview``: check + diff only. Created/updated/replaced resources show their checked inputs
-    as their state; keys that are not inputs are unknown to dependants (as in a real preview) and
-    the id of a created/replaced resource is unknown ("" in ``ResourceState.id``). Unknown input
-    values reach check/diff as ``pulumi.runtime.rpc.UNKNOWN``; if the new ``__provider`` is unknown
-    the old one is used.
-  * ``refresh``: ``read(id, outputs)`` for each dynamic resource in state, with the provider in
-    state; an empty id drops it ("refresh-deleted"); ``ReadResult.inputs``, if given, replace the
-    stored inputs. The program is not run; stack outputs are those of the last successful up.
-  * ``destroy``: deletes everything in reverse registration order (dynamic: ``delete(id,
-    outputs)``; others are just dropped).
-  * Failure: state keeps every step that completed; the failed resource keeps its old state; after
-    the first failure no further steps run and no deletions happen (like the engine). Old
-    resources of completed create-before-delete replacements stay "pending delete" (kept
-    internally, not in ``state``) and are deleted at the start of the next ``up`` or ``destroy``.
+  * ``preview``: Check + Diff only. Created/updated/replaced resources show their checked
+    inputs as their state; keys that are not inputs are unknown to dependants (as in a real
+    preview) and the id of a created/replaced resource is unknown ("" in
+    ``ResourceState.id``).
+  * ``refresh``: Read(id, outputs, inputs) for each dynamic resource in state; an empty id
+    drops it ("refresh-deleted"); ``ReadResult.inputs``, if given, replace the stored inputs.
+    Then, as the engine's RefreshStep does, Diff with the REFRESHED outputs as olds and the
+    STORED inputs as news: "refresh-changed" when it reports changes (DIFF_UNKNOWN: when the
+    refreshed inputs differ from the stored ones), else "refresh-same". The program is not
+    run; stack outputs are those of the last successful up.
+  * ``destroy``: deletes everything in reverse registration order (dynamic: Delete(id,
+    outputs)).
+  * Aliases (``ResourceOptions(aliases=[pulumi.Alias(name=...)])`` or alias URNs): a new URN
+    whose alias names a resource in state takes that resource over (same/update/replace, never
+    create + delete); a spec's empty fields default to the resource's own name, type and
+    parent, as the engine resolves them.
+  * Failure: state keeps every step that completed; the failed resource keeps its old state;
+    after the first failure no further steps run and no deletions happen (like the engine).
+    Old resources of completed create-before-delete replacements stay "pending delete" (kept
+    internally, not in ``state``) and are deleted at the start of the next ``up`` or
+    ``destroy``.
+  * ``Stack.host_calls`` counts the requests sent to the real host over all operations.
 
 Other resources
   * Custom resources of real packages (e.g. ``pulumi_f5bigip``) and their explicit providers
@@ -96,12 +105,16 @@ What it does NOT model
   * Secrets encryption (state values are plain; ``secrets`` says what would be encrypted).
   * Import, ``get``/``StackReference`` (ReadResource), invokes, ``protect``, ``ignore_changes``,
     ``replace_on_changes`` on dynamic resources, ``retain_on_delete``, ``deleted_with``,
-    ``replace_with``, ``replacement_trigger``, aliases, transforms, hooks: a resource using one
+    ``replace_with``, ``replacement_trigger``, transforms, hooks: a resource using one
     of these options fails the run with a message saying so instead of silently behaving
     differently.
-  * Process isolation: providers run in the test process, so modules imported by the program or
-    a provider stay imported (and keep their globals) between runs; ``__main__.py`` itself is
-    re-executed each run. The root ``pulumi:pulumi:Stack`` resource is not recorded in state.
+  * Process isolation: the program and the provider host run in the test process (the host in
+    its own ``contextvars`` context and environment), so modules imported by the program or a
+    provider stay imported (and keep their globals) between runs; ``__main__.py`` itself is
+    re-executed each run, and the host module is loaded anew for each operation.
+  * The engine's display: ``preview --diff`` property lines, and how the CLI frames a provider
+    error around the host's text. The root ``pulumi:pulumi:Stack`` resource is not recorded in
+    state.
   * Pending deletes do not appear in ``RunResult.steps``.
 """
 

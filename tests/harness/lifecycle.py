@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import base64
 import contextlib
 import contextvars
 import copy
@@ -17,20 +16,18 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-import dill
 import pulumi
 from google.protobuf import empty_pb2
 from pulumi._utils import ContextProperty
-from pulumi.dynamic import Config as DynamicConfig
-from pulumi.dynamic import ConfigureRequest, ResourceProvider
 from pulumi.output import Unknown as _SdkUnknown
 from pulumi.runtime import rpc
 from pulumi.runtime import settings as _settings
-from pulumi.runtime._serialization import _deserialize
 from pulumi.runtime.config import get_config_env, get_config_secret_keys_env, set_all_config
 from pulumi.runtime.mocks import MockCallArgs, MockMonitor, MockResourceArgs, Mocks, set_mocks
 from pulumi.runtime.proto import engine_pb2
 from pulumi.runtime.stack import run_in_stack
+
+from tests.harness.host import HostError, ProviderHost
 
 __all__ = ["UNKNOWN", "ResourceState", "RunResult", "Stack"]
 
@@ -154,17 +151,6 @@ def _shown(value: Any) -> Any:
     return value
 
 
-def _wire(props: Any, keep_unknowns: bool = False) -> dict[str, Any]:
-    """The protobuf round trip the provider host and engine put every property bag through."""
-    loop = asyncio.new_event_loop()
-    try:
-        struct = loop.run_until_complete(rpc.serialize_properties(props, {}))
-    finally:
-        loop.close()
-    result: dict[str, Any] = _plain(rpc.deserialize_properties(struct, keep_unknowns=keep_unknowns))
-    return result
-
-
 def _settings_defaults() -> list[tuple[ContextProperty, Any]]:
     props = [v for v in vars(_settings.Settings).values() if isinstance(v, ContextProperty)]
     return [(p, p._ContextProperty__default) for p in props]  # type: ignore[attr-defined]
@@ -182,60 +168,47 @@ class _Run:
         self.steps: dict[str, str] = {}
         self.resources: dict[str, ResourceState] = {}
         self.registered: list[str] = []
+        self.registered_set: set[str] = set()
+        self.aliased: dict[str, str] = {}  # old URN -> the URN that claimed it through an alias
         self.replaced: list[ResourceState] = []
         self.outputs: dict[str, Any] = {}
         self.warnings: list[str] = []
         self.failure: str | None = None
-        self.providers: dict[str, ResourceProvider] = {}
+        self._host: ProviderHost | None = None
         self.lock = threading.RLock()
         self.stack_urn = stack._urn("", _STACK_TYPE, f"{stack.project}-{stack.stack_name}")
-        # The provider host's context: its own SDK settings, no engine, no program config.
-        # (Settings() sets the SDK's context variables itself, so build it inside that context.)
-        self.provider_ctx = contextvars.Context()
-        self.provider_ctx.run(
-            lambda: _settings.configure(
-                _settings.Settings(
-                    project=stack.project, stack="stack", organization="organization"
-                )
-            )
-        )
 
     # -- provider host ------------------------------------------------------------------------
 
-    def call(self, urn: str, fn: Callable[..., Any], *args: Any) -> Any:
-        """Run a provider method as the host would; any exception fails the step."""
-        saved = {k: os.environ.pop(k) for k in _CONFIG_ENV if k in os.environ}
-        try:
-            return self.provider_ctx.copy().run(fn, *args)
-        except _StepFailed:
-            raise
-        except Exception as exc:
-            raise _StepFailed(f"{urn}: {_describe(exc)}") from exc
-        finally:
-            os.environ.update(saved)
-
-    def provider(self, urn: str, props: Mapping[str, Any]) -> ResourceProvider:
-        def get() -> ResourceProvider:
-            serialized = props[PROVIDER_KEY]
-            cached = self.providers.get(serialized)
-            if cached is not None:
-                return cached
-            loaded: ResourceProvider = _deserialize(
-                lambda: dill.loads(base64.b64decode(serialized))
+    @property
+    def host(self) -> ProviderHost:
+        """The real `pulumi-python` provider host of this operation, started on first use."""
+        if self._host is None:
+            stack = self.stack
+            self._host = ProviderHost(
+                stack.project,
+                stack._raw_config(),
+                {stack._full_key(key) for key in stack.secret_keys},
             )
-            raw_config = self.stack._raw_config()
-            loaded.configure(ConfigureRequest(DynamicConfig(raw_config, self.stack.project)))
-            self.providers[serialized] = loaded
-            return loaded
+        return self._host
 
-        provider: ResourceProvider = self.call(urn, get)
-        return provider
+    def close(self) -> None:
+        if self._host is not None:
+            self.stack.host_calls += self._host.calls
+            self._host.close()
+
+    def call(self, urn: str, fn: Callable[..., Any], *args: Any) -> Any:
+        """Send one request to the host; a failure is the step's error, as the CLI shows it."""
+        try:
+            return fn(*args)
+        except HostError as exc:
+            raise _StepFailed(f"{urn}: {exc}") from exc
 
     def delete(self, res: ResourceState) -> None:
         if res.dynamic:
-            props = copy.deepcopy(res.outputs)
-            prov = self.provider(res.urn, props)
-            self.call(res.urn, prov.delete, res.id, props)
+            self.call(
+                res.urn, self.host.delete, res.urn, res.id, copy.deepcopy(res.outputs), res.inputs
+            )
 
     # -- registration (runs on the monitor's worker thread) ----------------------------------
 
@@ -255,7 +228,7 @@ class _Run:
                 raise self.fail(str(exc)) from exc
 
     def _register(self, urn: str, args: MockResourceArgs, req: Any) -> tuple[str, dict[str, Any]]:
-        if urn in self.registered:
+        if urn in self.registered_set:
             raise _StepFailed(f"Duplicate resource URN '{urn}'; try giving it a unique name")
         unsupported = _unsupported_options(req)
         if not req.type.startswith("pulumi-python:dynamic"):
@@ -267,6 +240,7 @@ class _Run:
                 f"{', '.join(unsupported)}"
             )
         self.registered.append(urn)
+        self.registered_set.add(urn)
         secret_inputs = {k for k, v in args.inputs.items() if rpc.is_rpc_secret(v)}
         inputs = _plain(args.inputs)
         new = ResourceState(
@@ -280,7 +254,7 @@ class _Run:
             parent=req.parent or None,
             provider=req.provider.rsplit("::", 1)[0] if req.provider else None,
         )
-        old = self.old_state.get(urn)
+        old = self.old_state.get(urn) or self._aliased_old(urn, req)
         if new.dynamic:
             step, new, shown = self._dynamic(new, old, secret_inputs, req)
         else:
@@ -293,6 +267,27 @@ class _Run:
         return shown[0], {
             k: rpc.wrap_rpc_secret(v) if k in new.secrets else v for k, v in shown[1].items()
         }
+
+    def _aliased_old(self, urn: str, req: Any) -> ResourceState | None:
+        """The old resource an alias names, as the engine resolves alias specs: a spec's empty
+        fields default to the resource's own name, type and parent (resource.proto, Alias)."""
+        if urn in self.old_state:
+            return None
+        candidates = list(req.aliasURNs)
+        for alias in req.aliases:
+            if alias.urn:
+                candidates.append(alias.urn)
+                continue
+            spec = alias.spec
+            parent = "" if spec.noParent else (spec.parentUrn or req.parent)
+            candidates.append(self.stack._urn(parent, spec.type or req.type, spec.name or req.name))
+        for candidate in candidates:
+            if candidate in self.old_state and candidate not in self.registered_set:
+                if candidate in self.aliased:
+                    raise _StepFailed(f"{urn}: alias {candidate} is claimed by two resources")
+                self.aliased[candidate] = urn
+                return self.old_state[candidate]
+        return None
 
     def _secrets(
         self,
@@ -307,23 +302,17 @@ class _Run:
     def _dynamic(
         self, new: ResourceState, old: ResourceState | None, secret_inputs: set[str], req: Any
     ) -> tuple[str, ResourceState, tuple[str, dict[str, Any]]]:
+        """One dynamic resource's step, every provider call a request to the real host."""
         urn = new.urn
+        host = self.host
         news = copy.deepcopy(new.inputs)
         olds_in = copy.deepcopy(old.inputs) if old else {}
-        prov = self.provider(urn, olds_in if news.get(PROVIDER_KEY) == rpc.UNKNOWN else news)
 
         def check(olds: dict[str, Any]) -> dict[str, Any]:
-            def run_check() -> tuple[dict[str, Any], list[Any]]:
-                result = prov.check(copy.deepcopy(olds), copy.deepcopy(news))
-                inputs = result.inputs
-                inputs[PROVIDER_KEY] = news[PROVIDER_KEY]
-                return _wire(inputs, keep_unknowns=True), list(result.failures or [])
-
-            checked: dict[str, Any]
-            checked, failures = self.call(urn, run_check)
+            checked, failures = self.call(urn, host.check, urn, olds, news)
             if failures:
-                raise _StepFailed("\n".join(_check_failure(new, f) for f in failures))
-            return checked
+                raise _StepFailed("\n".join(_check_failure(new, *f) for f in failures))
+            return checked  # type: ignore[no-any-return]
 
         checked = check(olds_in)
         delete_first = False
@@ -332,13 +321,11 @@ class _Run:
         if old is None:
             step = "create"
         else:
-            olds_out = copy.deepcopy(old.outputs)
-            differ = self.provider(
-                urn, olds_out if checked.get(PROVIDER_KEY) == rpc.UNKNOWN else checked
-            )
-            diff = self.call(urn, differ.diff, old.id, olds_out, copy.deepcopy(checked))
+            diff = self.call(urn, host.diff, urn, old.id, old.outputs, checked, old.inputs)
             changes = diff.changes
             if changes is None:
+                # DIFF_UNKNOWN: the engine compares old and new inputs itself (step_generator.go,
+                # diffResource), `__provider` included.
                 changes = old.inputs != checked
             if not changes:
                 step = "same"
@@ -346,7 +333,7 @@ class _Run:
                 step = "replace"
             else:
                 step = "update"
-            delete_first = bool(diff.delete_before_replace) or bool(req.deleteBeforeReplace)
+            delete_first = diff.delete_before_replace or bool(req.deleteBeforeReplace)
             if step == "replace":
                 # The engine checks again without olds: nothing is carried over from the old one.
                 checked = check({})
@@ -368,35 +355,21 @@ class _Run:
             new.id, new.outputs = old.id, copy.deepcopy(old.outputs)
         elif step == "update":
             assert old is not None
-
-            def update() -> dict[str, Any]:
-                result = prov.update(old.id, copy.deepcopy(old.outputs), copy.deepcopy(checked))
-                outs = result.outs if result.outs is not None else {}
-                outs[PROVIDER_KEY] = checked[PROVIDER_KEY]
-                return _wire(outs)
-
-            new.id, new.outputs = old.id, self.call(urn, update)
+            new.id = old.id
+            new.outputs = self.call(urn, host.update, urn, old.id, old.outputs, checked, old.inputs)
         else:
             if step == "replace":
                 assert old is not None
                 if delete_first:
                     self.delete(old)
-                    self.stack.state.pop(urn, None)
+                    self.stack.state.pop(old.urn, None)
                 else:
                     self.replaced.append(old)
-
-            def create() -> tuple[str, dict[str, Any]]:
-                result = prov.create(copy.deepcopy(checked))
-                outs = result.outs if result.outs is not None else {}
-                outs[PROVIDER_KEY] = checked[PROVIDER_KEY]
-                if not isinstance(result.id, str):
-                    raise TypeError(f"create returned a non-string id {result.id!r}")
-                if not result.id:
-                    raise TypeError("create returned an empty id")
-                return result.id, _wire(outs)
-
             try:
-                new.id, new.outputs = self.call(urn, create)
+                new.id, new.outputs = self.call(urn, host.create, urn, checked)
+                if not new.id:
+                    # The engine refuses an empty id from Create (provider_plugin.go).
+                    raise _StepFailed(f"{urn}: provider returned an empty ID from Create")
             except _StepFailed:
                 if step == "replace" and not delete_first:
                     assert old is not None
@@ -464,13 +437,10 @@ class _Run:
         self.warnings.append(text)
 
 
-def _check_failure(res: ResourceState, failure: Any) -> str:
-    if failure.property:
-        return (
-            f"{res.type} resource '{res.name}': property {failure.property} has a problem: "
-            f"{failure.reason}"
-        )
-    return f"{res.type} resource '{res.name}' has a problem: {failure.reason}"
+def _check_failure(res: ResourceState, property_: str, reason: str) -> str:
+    if property_:
+        return f"{res.type} resource '{res.name}': property {property_} has a problem: {reason}"
+    return f"{res.type} resource '{res.name}' has a problem: {reason}"
 
 
 def _unsupported_options(req: Any) -> list[str]:
@@ -489,8 +459,6 @@ def _unsupported_options(req: Any) -> list[str]:
         found.append("replace_with")
     if req.HasField("replacement_trigger"):
         found.append("replacement_trigger")
-    if req.aliases or req.aliasURNs:
-        found.append("aliases")
     if req.importId:
         found.append("import_")
     if req.transforms:
@@ -579,6 +547,7 @@ class Stack:
         self._pending_deletes: list[ResourceState] = []
         self._last_outputs: dict[str, Any] = {}
         self._ids = 0
+        self.host_calls = 0  # requests sent to the real provider host, over every operation
 
     # -- public operations --------------------------------------------------------------------
 
@@ -648,6 +617,12 @@ class Stack:
 
     def _in_thread(self, op: str) -> RunResult:
         run = _Run(self, op)
+        try:
+            return self._operate_with(run, op)
+        finally:
+            run.close()
+
+    def _operate_with(self, run: _Run, op: str) -> RunResult:
         if op in ("up", "destroy"):
             self._delete_pending(run)
         if run.failure is None:
@@ -663,6 +638,9 @@ class Stack:
                 self._delete_removed(run)
             else:
                 self._pending_deletes.extend(run.replaced)
+            for old_urn, new_urn in run.aliased.items():
+                if new_urn in self.state:
+                    self.state.pop(old_urn, None)
             self._reorder(run)
             if run.failure is None:
                 self._last_outputs = copy.deepcopy(run.outputs)
@@ -670,7 +648,7 @@ class Stack:
         elif op == "preview":
             if run.failure is None:
                 for urn in self.state:
-                    if urn not in run.resources:
+                    if urn not in run.resources and urn not in run.aliased:
                         run.steps[urn] = "delete"
             resources = run.resources
         elif op == "refresh":
@@ -791,7 +769,11 @@ class Stack:
     def _delete_removed(self, run: _Run) -> None:
         """After a successful up: delete what the program no longer declares, and the old
         resources of create-before-delete replacements, in reverse order."""
-        removed = [r for u, r in run.old_state.items() if u not in run.registered]
+        removed = [
+            r
+            for u, r in run.old_state.items()
+            if u not in run.registered_set and u not in run.aliased
+        ]
         doomed = sorted(removed + run.replaced, key=lambda r: run.old_index[r.urn], reverse=True)
 
         def is_replaced(res: ResourceState) -> bool:
@@ -816,41 +798,27 @@ class Stack:
         self.state.update(ordered)
 
     def _refresh(self, run: _Run) -> None:
+        """Read, then decide as the engine does (pkg/resource/deploy/step.go, RefreshStep):
+        Diff with the refreshed outputs as olds and the stored inputs as news; "changed" when
+        that diff reports changes (DIFF_UNKNOWN: the refreshed inputs differ from the stored)."""
         for urn, res in list(self.state.items()):
             if not res.dynamic:
                 continue
-            props = copy.deepcopy(res.outputs)
             try:
-                prov = run.provider(urn, props)
-
-                def read(
-                    prov: ResourceProvider = prov,
-                    res: ResourceState = res,
-                    props: dict[str, Any] = props,
-                ) -> Any:
-                    result = prov.read(res.id, copy.deepcopy(props))
-                    outs: Any = result.outs  # like the host: outs=None fails here
-                    outs[PROVIDER_KEY] = props[PROVIDER_KEY]
-                    inputs = None
-                    if result.inputs is not None:
-                        inputs = dict(result.inputs)
-                        inputs[PROVIDER_KEY] = props[PROVIDER_KEY]
-                        inputs = _wire(inputs)
-                    return result.id, _wire(outs), inputs
-
-                new_id, outs, inputs = run.call(urn, read)
+                new_id, outs, read_inputs = run.call(
+                    urn, run.host.read, urn, res.id, res.outputs, res.inputs
+                )
+                if not new_id:
+                    del self.state[urn]
+                    run.steps[urn] = "refresh-deleted"
+                    continue
+                inputs = read_inputs if read_inputs is not None else res.inputs
+                diff = run.call(urn, run.host.diff, urn, new_id, outs, res.inputs, inputs)
             except _StepFailed as exc:
                 run.fail(str(exc))
                 return
-            if not new_id:
-                del self.state[urn]
-                run.steps[urn] = "refresh-deleted"
-                continue
-            if inputs is None:
-                inputs = res.inputs
-            new = replace(res, id=new_id, outputs=outs, inputs=inputs)
-            changed = (new.id, new.outputs, new.inputs) != (res.id, res.outputs, res.inputs)
-            self.state[urn] = new
+            changed = diff.changes if diff.changes is not None else inputs != res.inputs
+            self.state[urn] = replace(res, id=new_id, outputs=outs, inputs=inputs)
             run.steps[urn] = "refresh-changed" if changed else "refresh-same"
 
     def _destroy(self, run: _Run) -> None:

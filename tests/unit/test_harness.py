@@ -10,7 +10,7 @@ from pathlib import Path
 import pulumi
 import pulumi_f5bigip as f5
 import pytest
-from pulumi.runtime import rpc
+from pulumi.output import Unknown
 from pulumi.runtime import settings as sdk_settings
 
 from tests.harness import UNKNOWN, Stack
@@ -222,7 +222,8 @@ def test_preview_runs_check_and_diff_only_and_shows_unknowns_to_dependants(tmp_p
     assert planned.outputs["b_value"] is UNKNOWN
     assert planned.by_name("b").inputs["value"] is UNKNOWN
     b_check = [news for _olds, news in cp.CHECKS if news["key"] == "b"]
-    assert b_check and b_check[0]["value"] == rpc.UNKNOWN  # passed through to check
+    # The real host deserializes with unknowns kept: an Unknown object, not the string.
+    assert b_check and isinstance(b_check[0]["value"], Unknown)
 
     applied = stack.up()
     assert applied.outputs["a_serial"] == 1
@@ -318,7 +319,9 @@ def test_failing_create_keeps_state_consistent_and_a_rerun_converges(tmp_path):
 
     failed = stack.up()
 
-    assert failed.error == f"{urn('b')}: writing b failed on purpose"
+    # As the host sends it: the URN, then the provider's traceback ending with the error.
+    assert failed.error.startswith(f"{urn('b')}: Traceback (most recent call last):")
+    assert failed.error.rstrip().endswith("writing b failed on purpose")
     assert failed.steps == {urn("a"): "create"}
     assert list(stack.state) == [urn("a")]
     assert journal(str(tmp_path)) == ["create a serial=1"]
@@ -339,7 +342,8 @@ def test_failing_update_keeps_the_old_state(tmp_path):
 
     failed = stack.up()
 
-    assert failed.error == f"{urn('a')}: writing a failed on purpose"
+    assert failed.error.startswith(f"{urn('a')}: Traceback (most recent call last):")
+    assert failed.error.rstrip().endswith("writing a failed on purpose")
     assert stack.state[urn("a")].outputs["value"] == "one"
     assert stack.state[urn("a")].inputs["value"] == "one"
     assert urn("b") in stack.state
@@ -375,8 +379,8 @@ def test_failing_delete_keeps_the_resource_until_a_refresh_finds_it_gone(tmp_pat
     failed = stack.destroy()
 
     assert failed.error is not None
-    assert failed.error.startswith(f"{urn('a')}: FileNotFoundError: ")
-    assert "Traceback" not in failed.error
+    assert failed.error.startswith(f"{urn('a')}: Traceback (most recent call last):")
+    assert "\nFileNotFoundError: " in failed.error
     assert failed.steps == {urn("b"): "delete"}
     assert list(stack.state) == [urn("a")]
 
