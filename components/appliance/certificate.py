@@ -12,7 +12,7 @@ from __future__ import annotations
 from typing import Any
 
 import pulumi
-from pulumi.dynamic import CheckFailure, CheckResult, ReadResult
+from pulumi.dynamic import CheckFailure, CheckResult, DiffResult, ReadResult
 
 from components import pki
 from components.appliance.base import ApplianceProvider
@@ -28,7 +28,7 @@ from components.appliance.observation import (
     needs_certificate,
     observe_cluster,
 )
-from components.dynamic import is_unknown
+from components.dynamic import diff_inputs, is_unknown
 
 __all__ = ["ApplianceCertificate", "ApplianceCertificateProvider"]
 
@@ -42,6 +42,8 @@ _INPUT_KEYS = (
     "served_sha256s",
     "nodes_needing_certificate",
 )
+# Inputs that are the program's observation of the cluster, not part of the declaration.
+_OBSERVATIONS = ("served_sha256s", "nodes_needing_certificate")
 
 
 class ApplianceCertificateProvider(ApplianceProvider):
@@ -61,14 +63,37 @@ class ApplianceCertificateProvider(ApplianceProvider):
             failures.append(CheckFailure("nodes", "at least one node is required."))
         return CheckResult(news, failures)
 
-    def needs_repair(self, _olds: dict[str, Any], news: dict[str, Any]) -> bool:
-        # Refresh may already have recorded the same wrong certificate in state; a node
-        # that serves the wrong names is always something to fix.
-        return bool(news.get("nodes_needing_certificate"))
+    def diff(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> DiffResult:
+        """Update when the declaration changed, or when a node serves a certificate to fix.
+
+        `served_sha256s` and `nodes_needing_certificate` are observations, not wishes: the
+        program's (in `news`, so preview lists the nodes) and the one stored with the outputs
+        by the last up or refresh. When both say the same about what each node serves, they
+        are judged as they are. When they disagree, one of them is stale, and which one
+        depends on who calls: in an `up` it is the stored one (the world changed since), in the
+        engine's refresh check it is `news` (the engine passes the inputs stored BEFORE the
+        up that regenerated; pkg/resource/deploy/step.go, RefreshStep). The live answer
+        settles it, at the cost of one observation per node only in that case.
+        """
+        declared = {key: value for key, value in news.items() if key not in _OBSERVATIONS}
+        result = diff_inputs(olds, declared, self.replace_keys)
+        if result.changes or is_unknown(news.get("served_sha256s")):
+            return DiffResult(
+                changes=True, replaces=result.replaces, delete_before_replace=False
+            )
+        if news.get("served_sha256s") == olds.get("served_sha256s"):
+            to_fix = bool(news.get("nodes_needing_certificate")) or bool(
+                olds.get("nodes_needing_certificate")
+            )
+        else:
+            now = _observe(news)
+            to_fix = bool(
+                now.nodes_needing_certificate(str(news["common_name"]), list(news["sans"]))
+            ) or now.served_sha256s() != olds.get("served_sha256s")
+        return DiffResult(changes=to_fix, replaces=[], delete_before_replace=False)
 
     def read(self, id_: str, props: dict[str, Any]) -> ReadResult:
-        nodes = [NodeAddress.from_input(node) for node in props["nodes"]]
-        observation = observe_cluster(str(props["cluster"]), nodes)
+        observation = _observe(props)
         outs = dict(props)
         outs.update(_served_outputs(observation.nodes))
         outs["nodes_needing_certificate"] = observation.nodes_needing_certificate(
@@ -123,6 +148,11 @@ class ApplianceCertificateProvider(ApplianceProvider):
             f"the certificate node {node.fqdn} serves after regeneration",
         )
         return after
+
+
+def _observe(props: dict[str, Any]) -> ClusterObservation:
+    nodes = [NodeAddress.from_input(node) for node in props["nodes"]]
+    return observe_cluster(str(props["cluster"]), nodes)
 
 
 def _served_outputs(served: Any) -> dict[str, Any]:

@@ -1,0 +1,51 @@
+"""What the engine does that a simpler model would miss, for this program's own resources.
+
+Every test here runs the program through the lifecycle harness, whose dynamic provider calls go
+through the SDK's real provider host (tests/harness/host.py), against the emulated cluster.
+"""
+
+from __future__ import annotations
+
+from tests.program import scenarios
+from tests.program.scenarios import CERTIFICATE_TYPE, SERVICE, expect_ok, node_fqdn
+
+
+def test_refresh_right_after_a_regenerating_up_reports_no_change(tmp_path):
+    """RefreshStep diffs the refreshed outputs against the STORED inputs (step.go); the stored
+    inputs carry the observation made before the regeneration, which must not read as drift,
+    or `pulumi refresh --expect-no-changes` fails after every certificate change."""
+    with scenarios.world(tmp_path) as w:
+        expect_ok(w.run("first up", w.stack.up))
+        w.emulator.node(node_fqdn(2)).regenerate(SERVICE, [SERVICE])  # loses the node SANs
+        regenerating = expect_ok(w.run("up", w.stack.up))
+        certificate = regenerating.result.of_type(CERTIFICATE_TYPE)[0]
+        assert regenerating.result.steps[certificate.urn] == "update"
+        assert regenerating.writes == 1
+
+        refreshed = expect_ok(w.run("refresh", w.stack.refresh))
+        assert refreshed.result.changed() == {}, refreshed.result.changed()
+
+        again = expect_ok(w.run("up after refresh", w.stack.up))
+        assert again.result.changed() == {}
+        assert (again.writes, again.logins) == (0, 0)
+
+
+def test_a_certificate_reverted_to_the_one_replaced_is_fixed_again(tmp_path):
+    """The other side of the same rule: when the program's fresh observation and the stored
+    outputs disagree about what a node serves, the live answer settles it, so a node put
+    back on the very certificate the last up replaced is regenerated again."""
+    with scenarios.world(tmp_path) as w:
+        expect_ok(w.run("first up", w.stack.up))
+        node = w.emulator.node(node_fqdn(2))
+        node.regenerate(SERVICE, [SERVICE])
+        bad = node.leaf_pem
+        restored = (node._root, node._leaf)  # the emulator's own state: as a backup restore would
+        expect_ok(w.run("up", w.stack.up))
+        assert node.leaf_pem != bad
+        node._install(*restored)
+
+        fixed = expect_ok(w.run("up", w.stack.up))
+        certificate = fixed.result.of_type(CERTIFICATE_TYPE)[0]
+        assert fixed.result.steps[certificate.urn] == "update"
+        assert fixed.writes == 1
+        w.check_every_node_verifies()
