@@ -159,7 +159,7 @@ class AccessTrust(pulumi.ComponentResource):
             )
 
         self._warn_at_plan_time(cluster, approved, expiry_warning_days, now)
-        self.exports = self._exports(cluster, approved, now)
+        self.exports = self._exports(cluster, approved)
         self.register_outputs({"trust": self.exports})
 
     def _warn_at_plan_time(
@@ -223,22 +223,20 @@ class AccessTrust(pulumi.ComponentResource):
                     resource=self,
                 )
 
-    def _exports(
-        self, cluster: Cluster, approved: ApprovedCluster, now: datetime | None
-    ) -> dict[str, Any]:
+    def _exports(self, cluster: Cluster, approved: ApprovedCluster) -> dict[str, Any]:
+        # Only clock-independent values: `pulumi up --plan` compares every output with the
+        # saved plan, so a "days left" figure would break a plan saved the day before.
+        # Days left are in the preview warnings (_warn_expiry) instead.
         first_to_expire = min(approved.trusted_root_cas, key=lambda root: root.not_valid_after_utc)
-        days_left = pki.days_until_expiry(first_to_expire, now)
         expires_on = first_to_expire.not_valid_after_utc.date().isoformat()
         return {
             "service_fqdn": cluster.service_fqdn,
             "root_ca_sha256s": self.root_ca.root_ca_sha256s,
-            "root_ca_days_to_expiry": days_left,
             "root_ca_expires_on": expires_on,
             "load_balancers": {
                 name: {
                     "trusted_sha256s": outputs.trusted_sha256s,
                     "object_names": outputs.object_names,
-                    "days_to_expiry": days_left,
                     "expires_on": expires_on,
                 }
                 for name, outputs in self.trust_stores.items()

@@ -6,6 +6,10 @@ through the SDK's real provider host (tests/harness/host.py), against the emulat
 
 from __future__ import annotations
 
+import datetime
+from unittest import mock
+
+from components import pki
 from tests.program import scenarios
 from tests.program.scenarios import CERTIFICATE_TYPE, SERVICE, expect_ok, node_fqdn
 
@@ -49,3 +53,27 @@ def test_a_certificate_reverted_to_the_one_replaced_is_fixed_again(tmp_path):
         assert fixed.result.steps[certificate.urn] == "update"
         assert fixed.writes == 1
         w.check_every_node_verifies()
+
+
+def test_outputs_of_a_preview_hold_a_day_later(tmp_path):
+    """`pulumi up --plan plan.json` compares every registered and stack output with the saved
+    plan (reference/pulumi.md, "Engine semantics"): nothing the program registers may depend
+    on the clock, or a plan reviewed yesterday fails half-way through today's apply."""
+    with scenarios.world(tmp_path) as w:
+        expect_ok(w.run("first up", w.stack.up))
+        today = expect_ok(w.run("preview today", w.stack.preview)).result
+
+        real_utc = pki._utc
+
+        def tomorrow(now: datetime.datetime | None) -> datetime.datetime:
+            return real_utc(now) + datetime.timedelta(days=1)
+
+        with mock.patch.object(pki, "_utc", tomorrow):
+            later = expect_ok(w.run("preview a day later", w.stack.preview)).result
+
+        assert later.outputs == today.outputs
+        for urn, resource in today.resources.items():
+            assert later.resources[urn].outputs == resource.outputs, urn
+            assert later.resources[urn].inputs == resource.inputs, urn
+        # The clock still speaks, where it belongs: in the warnings, not the plan.
+        assert "root_ca_days_to_expiry" not in str(today.outputs)
