@@ -3,7 +3,7 @@
 import pulumi
 
 from components.access_trust import AccessTrust, observe_and_approve
-from components.preflight import check_credentials, warn_about_environment
+from components.preflight import check_credentials, check_load_balancers, warn_about_environment
 from components.settings import PROJECT, SettingsError, load_settings
 
 try:
@@ -11,8 +11,9 @@ try:
 except SettingsError as problem:
     raise pulumi.RunError(str(problem)) from None
 
-# Every cluster is observed and approved, and every credential the plan needs is found,
-# before anything is declared: a refusal leaves every load balancer as it was.
+# Every load balancer is checked, every cluster observed and approved, and every credential
+# the plan needs found, before anything is declared: a refusal registers nothing.
+check_load_balancers(settings)
 warn_about_environment()
 approved = {
     cluster.name: observe_and_approve(cluster, f"{PROJECT}:clusters[{index}]")
@@ -21,13 +22,10 @@ approved = {
 check_credentials(settings, approved)
 
 for cluster in settings.clusters:
-    try:
-        trust = AccessTrust(
-            cluster,
-            settings.load_balancers_for(cluster.name),
-            approved[cluster.name],
-            expiry_warning_days=settings.expiry_warning_days,
-        )
-    except ValueError as problem:  # a load balancer the settings let through but cannot serve
-        raise pulumi.RunError(f"cluster {cluster.name}: {problem}") from None
+    trust = AccessTrust(
+        cluster,
+        settings.load_balancers_for(cluster.name),
+        approved[cluster.name],
+        expiry_warning_days=settings.expiry_warning_days,
+    )
     pulumi.export(cluster.name, trust.exports)

@@ -1,7 +1,9 @@
-"""Checks that need this machine's environment, made before anything is declared.
+"""Checks made before anything is declared, so that a refusal registers nothing.
 
-A credential that applying the plan will need is looked for while planning, so that a
-missing one stops `pulumi preview` with one sentence instead of failing half-way through
+An exception raised after the first registration does not take that registration back (the
+SDK waits for outstanding ones; reference/pulumi.md), so every refusal happens here. A
+credential that applying the plan will need is looked for while planning, so that a missing
+one stops `pulumi preview` with one sentence instead of failing half-way through
 `pulumi up`. Values are never read here, only whether they are there.
 """
 
@@ -15,8 +17,14 @@ import pulumi
 from components.access_trust import ApprovedCluster, required_names
 from components.appliance.client import ADMIN_PASSWORD_VARIABLE
 from components.settings import F5LoadBalancer, Settings
+from components.trust_stores import check_trust_store
 
-__all__ = ["BIGIP_PASSWORD_VARIABLE", "check_credentials", "warn_about_environment"]
+__all__ = [
+    "BIGIP_PASSWORD_VARIABLE",
+    "check_credentials",
+    "check_load_balancers",
+    "warn_about_environment",
+]
 
 BIGIP_PASSWORD_VARIABLE = "BIGIP_PASSWORD"  # noqa: S105 (a variable's name)
 
@@ -56,6 +64,18 @@ def check_credentials(settings: Settings, approved: Mapping[str, ApprovedCluster
                 f"the environment variable {BIGIP_PASSWORD_VARIABLE} is set; set it with "
                 f"`pulumi config set --secret {lb.password_key}`."
             )
+    if problems:
+        raise pulumi.RunError("\n".join(problems))
+
+
+def check_load_balancers(settings: Settings) -> None:
+    """Raise pulumi.RunError listing what any load balancer of any cluster refuses."""
+    problems = [
+        f"cluster {cluster.name}: {problem}"
+        for cluster in settings.clusters
+        for lb in settings.load_balancers_for(cluster.name)
+        for problem in check_trust_store(lb, cluster)
+    ]
     if problems:
         raise pulumi.RunError("\n".join(problems))
 

@@ -2,18 +2,20 @@
 
 The core (`components.access_trust`) only ever calls `declare_trust_store`; it never names a
 vendor. Adding a kind (NSX-T load balancer, NSX Advanced Load Balancer, ...) means one new
-module with a `declare_trust` function and one line in `_KINDS`.
+module with `check` and `declare_trust` functions and one line in `_KINDS`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import importlib
+from collections.abc import Sequence
 from dataclasses import dataclass
+from types import ModuleType
 from typing import Any
 
 import pulumi
 
-__all__ = ["ClusterTrust", "TrustStoreOutputs", "declare_trust_store"]
+__all__ = ["ClusterTrust", "TrustStoreOutputs", "check_trust_store", "declare_trust_store"]
 
 
 @dataclass(frozen=True)
@@ -35,24 +37,36 @@ class TrustStoreOutputs:
     object_names: pulumi.Output[list[str]]  # where the trust lives: CA object + profile, or a file
 
 
-TrustStoreFactory = Callable[[Any, ClusterTrust, pulumi.Resource], TrustStoreOutputs]
+# kind -> module; a module has `check(load_balancer, cluster) -> list[str]` and `declare_trust`.
+_KINDS = {"f5": "components.trust_stores.f5", "pem_file": "components.trust_stores.pem_file"}
 
 
-def _kinds() -> dict[str, TrustStoreFactory]:
-    # Imported here so that a kind's SDK (pulumi_f5bigip) loads only when a stack uses it.
-    from components.trust_stores import f5, pem_file
+def _module(load_balancer: Any) -> ModuleType:
+    if load_balancer.kind not in _KINDS:
+        raise ValueError(
+            f"load balancer {load_balancer.name}: kind {load_balancer.kind!r} is not supported "
+            f"(expected one of: {', '.join(sorted(_KINDS))})."
+        )
+    # Imported on first use, so that a kind's SDK (pulumi_f5bigip) loads only when a stack
+    # uses it.
+    return importlib.import_module(_KINDS[load_balancer.kind])
 
-    return {"f5": f5.declare_trust, "pem_file": pem_file.declare_trust}
+
+def check_trust_store(load_balancer: Any, cluster: Any) -> list[str]:
+    """What would stop `load_balancer` from serving `cluster` (settings.Cluster), as operator
+    sentences; the program asks every load balancer before it declares the first resource."""
+    try:
+        module = _module(load_balancer)
+    except ValueError as problem:
+        return [str(problem)]
+    problems: list[str] = module.check(load_balancer, cluster)
+    return problems
 
 
 def declare_trust_store(
     load_balancer: Any, trust: ClusterTrust, parent: pulumi.Resource
 ) -> TrustStoreOutputs:
-    """Declare the resources that make `load_balancer` trust and verify the cluster's nodes."""
-    kinds = _kinds()
-    if load_balancer.kind not in kinds:
-        raise ValueError(
-            f"load balancer {load_balancer.name}: kind {load_balancer.kind!r} is not supported "
-            f"(expected one of: {', '.join(sorted(kinds))})."
-        )
-    return kinds[load_balancer.kind](load_balancer, trust, parent)
+    """Declare the resources that make `load_balancer` trust and verify the cluster's nodes
+    (after `check_trust_store` found nothing wrong)."""
+    outputs: TrustStoreOutputs = _module(load_balancer).declare_trust(load_balancer, trust, parent)
+    return outputs

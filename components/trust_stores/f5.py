@@ -29,7 +29,7 @@ from pulumi_f5bigip import ltm, ssl
 
 from components.trust_stores import ClusterTrust, TrustStoreOutputs
 
-__all__ = ["ca_object_name", "declare_trust"]
+__all__ = ["ca_object_name", "check", "declare_trust"]
 
 _CONFIGURATOR_PORT = 8443
 # The appliance serves its certificate straight from its root CA: leaf + root. One more
@@ -64,16 +64,6 @@ def declare_trust(
 ) -> TrustStoreOutputs:
     """Declare the BIG-IP objects through which `load_balancer` trusts and verifies the nodes."""
     lb = load_balancer
-    # Everything that can be refused is refused before the first resource is declared, so a
-    # bad stack never leaves half a load balancer in the plan.
-    _refuse_configurator_port(lb, trust)
-    for what, word in (
-        ("partition", lb.partition),
-        ("cluster name", trust.cluster),
-        ("service FQDN", trust.service_fqdn),
-    ):
-        _require_tmsh_word(lb, what, word)
-
     partition = lb.partition
     prefix = f"{lb.name}-{trust.cluster}"
     provider = _provider(lb, parent)
@@ -140,12 +130,6 @@ def _provider(lb: Any, parent: pulumi.Resource) -> f5bigip.Provider:
     if password is not None:
         options["password"] = password
     if lb.validate_management_certificate:
-        if lb.management_ca_path is None:
-            raise ValueError(
-                f"load balancer {lb.name}: validate_management_certificate is true but "
-                "management_ca_path is not set; expected the PEM file of the CA that signs "
-                "the BIG-IP management API certificate."
-            )
         # The provider's default is NOT to verify (validate_certs_disable defaults to true).
         options["validate_certs_disable"] = False
         options["trusted_cert_path"] = str(lb.management_ca_path)
@@ -328,31 +312,40 @@ def _virtual_server(
     )
 
 
-def _refuse_configurator_port(lb: Any, trust: ClusterTrust) -> None:
+def check(lb: Any, cluster: Any) -> list[str]:
+    """Everything this module refuses for `lb` in front of `cluster` (settings.Cluster),
+    asked before the first resource of the stack is declared."""
+    problems = []
     vs = lb.virtual_server
     if vs is not None and vs.port == _CONFIGURATOR_PORT:
-        raise ValueError(
+        problems.append(
             f"load balancer {lb.name}: the virtual server must not use 8443, the appliance "
             "configurator port; expected the service port, e.g. 443."
         )
-    if vs is None:
-        return
-    for node in trust.nodes:
-        configurator = getattr(node, "configurator_port", _CONFIGURATOR_PORT)
-        if node.service_port in (_CONFIGURATOR_PORT, configurator):
-            raise ValueError(
+    for node in cluster.nodes if vs is not None else ():
+        if node.service_port in (_CONFIGURATOR_PORT, node.configurator_port):
+            problems.append(
                 f"load balancer {lb.name}: pool member {node.fqdn} must not use "
                 f"{node.service_port}, the appliance configurator port; expected the "
                 "service port, e.g. 443."
             )
-
-
-def _require_tmsh_word(lb: Any, what: str, word: str) -> None:
-    if not _TMSH_WORD.fullmatch(word):
-        raise ValueError(
-            f"load balancer {lb.name}: the {what} {word!r} cannot be used in a BIG-IP object "
-            "name; expected letters, digits, '.', '_' and '-'."
+    for what, word in (
+        ("partition", lb.partition),
+        ("cluster name", cluster.name),
+        ("service FQDN", cluster.service_fqdn),
+    ):
+        if not _TMSH_WORD.fullmatch(word):
+            problems.append(
+                f"load balancer {lb.name}: the {what} {word!r} cannot be used in a BIG-IP "
+                "object name; expected letters, digits, '.', '_' and '-'."
+            )
+    if lb.validate_management_certificate and lb.management_ca_path is None:
+        problems.append(
+            f"load balancer {lb.name}: validate_management_certificate is true but "
+            "management_ca_path is not set; expected the PEM file of the CA that signs "
+            "the BIG-IP management API certificate."
         )
+    return problems
 
 
 def _full_path(partition: str, name: str) -> str:

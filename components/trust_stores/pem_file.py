@@ -24,7 +24,7 @@ from components import pki
 from components.dynamic import TrustProvider, is_unknown
 from components.trust_stores import ClusterTrust, TrustStoreOutputs
 
-__all__ = ["PemTrustBundle", "PemTrustBundleProvider", "declare_trust"]
+__all__ = ["PemTrustBundle", "PemTrustBundleProvider", "check", "declare_trust"]
 
 
 def _certificate_sha256s(bundle_pem: str, load_balancer: str) -> list[str]:
@@ -218,6 +218,11 @@ class PemTrustBundle(pulumi.dynamic.Resource, module="trust_stores", name="PemTr
             "sha256s": None,  # output only
         }
         super().__init__(PemTrustBundleProvider(), resource_name, props, opts)
+
+
+def check(_load_balancer: Any, _cluster: Any) -> list[str]:
+    """Nothing beyond what the settings and the provider's check already refuse."""
+    return []
 
 
 def declare_trust(

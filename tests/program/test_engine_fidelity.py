@@ -10,6 +10,7 @@ import datetime
 from unittest import mock
 
 from components import pki
+from emulators.appliance import ApplianceCluster
 from tests.program import scenarios
 from tests.program.scenarios import CERTIFICATE_TYPE, SERVICE, expect_ok, node_fqdn
 
@@ -77,3 +78,52 @@ def test_outputs_of_a_preview_hold_a_day_later(tmp_path):
             assert later.resources[urn].inputs == resource.inputs, urn
         # The clock still speaks, where it belongs: in the warnings, not the plan.
         assert "root_ca_days_to_expiry" not in str(today.outputs)
+
+
+def test_a_refusal_in_the_second_cluster_registers_nothing(tmp_path, monkeypatch):
+    """An exception after the first registration does not take it back (the SDK waits for
+    outstanding registrations), so every load balancer is asked before anything is declared."""
+    from components.trust_stores import pem_file
+
+    second = ApplianceCluster(["ws1-b1.local.test"], "ws1-b.local.test", scenarios.PASSWORD)
+    with scenarios.world(tmp_path) as w, second:
+        (tmp_path / "lb" / "proxy-b2").mkdir(parents=True)
+        w.stack.config["clusters"].append(
+            {
+                "name": "second",
+                "service_fqdn": "ws1-b.local.test",
+                "ssl_termination": "passthrough",
+                "root_ca_sha256": [second.root_ca_sha256],
+                "nodes": [
+                    {
+                        "fqdn": node.fqdn,
+                        "address": node.address,
+                        "service_port": node.port,
+                        "configurator_port": node.configurator_port,
+                    }
+                    for node in second.nodes
+                ],
+            }
+        )
+        w.stack.config["load_balancers"].append(
+            {
+                "name": "proxy-b2",
+                "kind": "pem_file",
+                "cluster": "second",
+                "path": str(tmp_path / "lb" / "proxy-b2" / "trust.pem"),
+            }
+        )
+
+        def refuse_the_second(lb, cluster):
+            return [f"load balancer {lb.name}: refused on purpose"] if lb.name == "proxy-b2" else []
+
+        monkeypatch.setattr(pem_file, "check", refuse_the_second)
+        refused = w.run("up", w.stack.up)
+
+        assert refused.result.error == (
+            "cluster second: load balancer proxy-b2: refused on purpose"
+        ), refused.result.error
+        assert refused.result.resources == {}
+        assert refused.result.steps == {}
+        assert w.stack.state == {}
+        assert not w.bundle_path("proxy-a").exists()
