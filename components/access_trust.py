@@ -27,6 +27,7 @@ from components.appliance.observation import (
     observe_cluster,
 )
 from components.appliance.root_ca import ApplianceRootCA
+from components.naming import Names
 from components.settings import Cluster
 from components.trust_stores import ClusterTrust, declare_trust_store
 
@@ -99,20 +100,23 @@ class AccessTrust(pulumi.ComponentResource):
         now: datetime | None = None,
         opts: pulumi.ResourceOptions | None = None,
     ) -> None:
-        super().__init__("ws1-access-lb-trust:index:AccessTrust", cluster.name, None, opts)
+        names = Names(cluster.name, cluster.previous_name)
+        super().__init__(
+            "ws1-access-lb-trust:index:AccessTrust", cluster.name, None, names.options("", opts)
+        )
         child = pulumi.ResourceOptions(parent=self)
         nodes = node_addresses(cluster)
         observation = approved.observation
 
         self.root_ca = ApplianceRootCA(
-            f"{cluster.name}-root-ca",
+            names("root-ca"),
             cluster=cluster.name,
             nodes=nodes,
             pins=list(cluster.root_ca_sha256),
             trust_on_first_use=cluster.trust_on_first_use,
             incoming_root_ca_pem=cluster.incoming_root_ca,
             trusted_root_cas=approved.trusted_root_cas,
-            opts=child,
+            opts=names.options("root-ca", child),
         )
         trust = ClusterTrust(
             cluster=cluster.name,
@@ -120,13 +124,14 @@ class AccessTrust(pulumi.ComponentResource):
             nodes=cluster.nodes,
             root_ca_bundle_pem=self.root_ca.root_ca_bundle_pem,
             root_ca_sha256s=self.root_ca.root_ca_sha256s,
+            previous_cluster=cluster.previous_name,
         )
         self.trust_stores = {lb.name: declare_trust_store(lb, trust, self) for lb in load_balancers}
 
         if cluster.manage_certificate:
             required = required_names(cluster)
             self.certificate: ApplianceCertificate | None = ApplianceCertificate(
-                f"{cluster.name}-certificate",
+                names("certificate"),
                 cluster=cluster.name,
                 nodes=nodes,
                 common_name=cluster.service_fqdn,
@@ -134,7 +139,7 @@ class AccessTrust(pulumi.ComponentResource):
                 admin_password_key=cluster.admin_password_key,
                 trusted_root_ca_bundle_pem=self.root_ca.root_ca_bundle_pem,
                 observation=observation,
-                opts=child,
+                opts=names.options("certificate", child),
             )
             planned = {pki.sha256_fingerprint(root) for root in approved.trusted_root_cas}
             self.certificate.served.apply(
@@ -149,13 +154,13 @@ class AccessTrust(pulumi.ComponentResource):
                 parent=self, depends_on=[self.certificate] if self.certificate else []
             )
             ApplianceLoadBalancerRootCA(
-                f"{cluster.name}-load-balancer-root-ca",
+                names("load-balancer-root-ca"),
                 cluster=cluster.name,
                 nodes=nodes,
                 certificate_pem=cluster.load_balancer_root_ca,
                 admin_password_key=cluster.admin_password_key,
                 trusted_root_ca_bundle_pem=self.root_ca.root_ca_bundle_pem,
-                opts=after_certificate,
+                opts=names.options("load-balancer-root-ca", after_certificate),
             )
 
         self._warn_at_plan_time(cluster, approved, expiry_warning_days, now)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import ipaddress
 import re
@@ -44,6 +45,7 @@ _DEFAULT_BIGIP_PASSWORD_KEY = "bigipPassword"  # noqa: S105
 _TOP_LEVEL_KEYS = ("clusters", "load_balancers", "expiry_warning_days")
 _CLUSTER_KEYS = (
     "name",
+    "previous_name",
     "service_fqdn",
     "ssl_termination",
     "nodes",
@@ -56,7 +58,7 @@ _CLUSTER_KEYS = (
     "incoming_root_ca",
 )
 _NODE_KEYS = ("fqdn", "address", "service_port", "configurator_port")
-_COMMON_LB_KEYS = ("name", "kind", "cluster")
+_COMMON_LB_KEYS = ("name", "previous_name", "kind", "cluster")
 _PEM_FILE_KEYS = (*_COMMON_LB_KEYS, "path")
 _F5_KEYS = (
     *_COMMON_LB_KEYS,
@@ -116,6 +118,8 @@ class Cluster:
     load_balancer_root_ca: str | None = field(default=None, repr=False)
     # A root CA the nodes are about to move to (rotation): trusted ahead of time.
     incoming_root_ca: str | None = field(default=None, repr=False)
+    # The name this entry had before a rename: its resources keep their identity (aliases).
+    previous_name: str | None = None
 
     @property
     def passthrough(self) -> bool:
@@ -159,6 +163,7 @@ class F5LoadBalancer:
     validate_management_certificate: bool = True
     server_ssl_profile: str = ""  # empty: ws1-<cluster>-serverssl
     virtual_server: VirtualServer | None = None
+    previous_name: str | None = None  # before a rename (see Cluster.previous_name)
 
     def __post_init__(self) -> None:
         if not self.server_ssl_profile:
@@ -179,6 +184,7 @@ class PemFileLoadBalancer:
     name: str
     cluster: str
     path: Path
+    previous_name: str | None = None  # before a rename (see Cluster.previous_name)
 
 
 LoadBalancer: TypeAlias = F5LoadBalancer | PemFileLoadBalancer
@@ -484,7 +490,41 @@ class _Parser:
             obj.check_keys(_CLUSTER_KEYS)
             name = self.name(obj, names, "ws1-prod")
             clusters.append(self.cluster(obj, name))
-        return clusters
+        self.previous_names(objects, [cluster.name for cluster in clusters])
+        return [
+            dataclasses.replace(cluster, previous_name=_previous_name(obj))
+            for cluster, obj in zip(clusters, objects, strict=True)
+        ]
+
+    def previous_names(self, objects: list[_Object], names: list[str]) -> None:
+        """`previous_name`: a valid name that no other entry of the list has now or had."""
+        current = {name: obj.path for name, obj in zip(names, objects, strict=True) if name}
+        claimed: dict[str, str] = {}
+        for obj in objects:
+            previous = obj.get("previous_name")
+            if previous is None:
+                continue
+            if not isinstance(previous, str) or not _NAME.fullmatch(previous):
+                obj.problem(
+                    "previous_name",
+                    f"{obj.show(previous)} is not a valid name (expected the entry's name "
+                    "before the rename: 1-40 lower-case letters, digits and hyphens).",
+                )
+            elif previous in current and current[previous] != obj.path:
+                obj.problem(
+                    "previous_name",
+                    f"{obj.show(previous)} is the name of {current[previous]} now; an entry's "
+                    "previous_name must not be another entry's name (its resources would be "
+                    "taken over).",
+                )
+            elif previous in claimed:
+                obj.problem(
+                    "previous_name",
+                    f"{obj.show(previous)} is also the previous_name of {claimed[previous]}; "
+                    "one old entry can become only one new entry.",
+                )
+            else:
+                claimed[previous] = obj.path
 
     def name(self, obj: _Object, seen: dict[str, str], example: str) -> str:
         expected = (
@@ -734,6 +774,7 @@ class _Parser:
         files: dict[Path, str] = {}
         profiles: dict[tuple[str, int, str], str] = {}
         virtual_servers: dict[tuple[str, int], str] = {}
+        self.previous_names(objects, [_text_or_empty(obj.get("name")) for obj in objects])
         for obj in objects:
             kind = self.kind(obj)
             all_keys = tuple(dict.fromkeys((*_F5_KEYS, *_PEM_FILE_KEYS)))
@@ -754,7 +795,9 @@ class _Parser:
                     )
                 elif path != Path():
                     files[path] = obj.path
-                load_balancers.append(PemFileLoadBalancer(name, cluster, path))
+                load_balancers.append(
+                    PemFileLoadBalancer(name, cluster, path, _previous_name(obj))
+                )
             elif kind == "f5":
                 lb = self.f5(obj, name, cluster, by_name.get(cluster))
                 device = (lb.address, lb.port, lb.server_ssl_profile_path)
@@ -768,7 +811,7 @@ class _Parser:
                 elif lb.address:
                     profiles[device] = obj.path
                 self.one_entry_per_virtual_server(obj, lb, virtual_servers)
-                load_balancers.append(lb)
+                load_balancers.append(dataclasses.replace(lb, previous_name=_previous_name(obj)))
         return load_balancers
 
     def kind(self, obj: _Object) -> Literal["f5", "pem_file"] | None:
@@ -1098,6 +1141,15 @@ def _unknown_key(key: str, known: Sequence[str], *, top_level: bool = False) -> 
             "the password keys named by admin_password_key and password_key."
         )
     return f"unknown key (expected one of: {', '.join(known)})."
+
+
+def _previous_name(obj: _Object) -> str | None:
+    previous = obj.get("previous_name")
+    return previous if isinstance(previous, str) and _NAME.fullmatch(previous) else None
+
+
+def _text_or_empty(value: Any) -> str:
+    return value if isinstance(value, str) else ""
 
 
 def _show(value: Any) -> str:

@@ -1,7 +1,8 @@
 """What every appliance resource shares: one per cluster, create and update converge the same way.
 
-The id is the cluster name. `create` and `update` both observe the nodes and change only
-what differs, so a failed `up` converges when it is run again. `delete` leaves the
+The id is the cluster's name when the resource was created (a rename keeps it). `create` and
+`update` both observe the nodes and change only what differs, so a failed `up` converges when
+it is run again. `delete` leaves the
 appliance as it is: a node must always serve a certificate and trust its root CA, and the
 configurator offers no removal of the load balancer's root CA that we know of.
 """
@@ -18,7 +19,8 @@ __all__ = ["ApplianceProvider"]
 
 
 class ApplianceProvider(TrustProvider):
-    replace_keys = ("cluster",)
+    # No replace keys: the cluster name is a label (messages, the id), and a renamed cluster
+    # (previous_name, an alias) must update in place, never recreate what it manages.
 
     def converge(self, props: dict[str, Any]) -> dict[str, Any]:
         """Make the cluster match `props`; return the outputs to store."""

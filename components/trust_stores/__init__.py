@@ -27,6 +27,7 @@ class ClusterTrust:
     nodes: Sequence[Any]  # settings.Node: fqdn, address, service_port
     root_ca_bundle_pem: pulumi.Input[str]  # every root CA to trust (old + new in a rotation)
     root_ca_sha256s: pulumi.Input[Sequence[str]]  # their fingerprints, in bundle order
+    previous_cluster: str | None = None  # the cluster's name before a rename (aliases)
 
 
 @dataclass(frozen=True)

@@ -22,6 +22,7 @@ from pulumi.dynamic import CheckFailure, CheckResult, CreateResult, ReadResult, 
 
 from components import pki
 from components.dynamic import TrustProvider, is_unknown
+from components.naming import Names
 from components.trust_stores import ClusterTrust, TrustStoreOutputs
 
 __all__ = ["PemTrustBundle", "PemTrustBundleProvider", "check", "declare_trust"]
@@ -232,12 +233,13 @@ def declare_trust(
     # Relative paths in the stack file mean "relative to the project", which is the
     # working directory of the program; state gets the absolute path (also the id).
     path = os.path.abspath(load_balancer.path)
+    names = Names(load_balancer.name, load_balancer.previous_name)
     bundle = PemTrustBundle(
-        f"{load_balancer.name}-trust-bundle",
+        names("trust-bundle"),
         path=path,
         bundle_pem=trust.root_ca_bundle_pem,
         load_balancer=load_balancer.name,
-        opts=pulumi.ResourceOptions(parent=parent),
+        opts=names.options("trust-bundle", pulumi.ResourceOptions(parent=parent)),
     )
     # Preview must show the fingerprints this load balancer will trust. In preview the engine
     # reports a resource's inputs as its state, so `bundle.sha256s` (output only) is unknown

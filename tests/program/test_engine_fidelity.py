@@ -127,3 +127,60 @@ def test_a_refusal_in_the_second_cluster_registers_nothing(tmp_path, monkeypatch
         assert refused.result.steps == {}
         assert w.stack.state == {}
         assert not w.bundle_path("proxy-a").exists()
+
+
+def _creates_and_deletes(result) -> dict[str, str]:
+    return {urn: step for urn, step in result.steps.items() if step in ("create", "delete")}
+
+
+def test_a_renamed_load_balancer_entry_keeps_its_bundle_file(tmp_path):
+    """Renamed without `previous_name`, the new entry's create and the old entry's delete aim at
+    the same file, and the delete, which runs last, removes the trust bundle the proxy reads."""
+    with scenarios.world(tmp_path) as w:
+        expect_ok(w.run("first up", w.stack.up))
+        entry = w.stack.config["load_balancers"][0]
+        entry.update(name="proxy-east", previous_name="proxy-a")
+
+        planned = expect_ok(w.run("preview", w.stack.preview)).result
+        assert _creates_and_deletes(planned) == {}, _creates_and_deletes(planned)
+        before = w.bundle_path("proxy-a").read_text()
+        renamed = expect_ok(w.run("up", w.stack.up)).result
+        assert _creates_and_deletes(renamed) == {}
+        # The label is an input of the bundle (its messages name it): an update, same content.
+        assert set(renamed.changed().values()) == {"update"}, renamed.changed()
+        assert w.bundle_path("proxy-a").read_text() == before
+        assert [r.name for r in renamed.of_type("PemTrustBundle")] == [
+            "proxy-east-trust-bundle",
+            "proxy-b-trust-bundle",
+        ]
+        assert w.bundle_path("proxy-a").exists()  # the file keeps its path: nothing to move
+
+        # Once done, previous_name may stay or go: nothing refers to the old URN any more.
+        del entry["previous_name"]
+        assert expect_ok(w.run("up", w.stack.up)).result.changed() == {}
+
+
+def test_without_previous_name_a_rename_is_a_create_and_delete_of_one_file(tmp_path):
+    """Why previous_name exists: this is the colliding plan it prevents."""
+    with scenarios.world(tmp_path) as w:
+        expect_ok(w.run("first up", w.stack.up))
+        w.stack.config["load_balancers"][0]["name"] = "proxy-east"
+        planned = expect_ok(w.run("preview", w.stack.preview)).result
+        steps = sorted(_creates_and_deletes(planned).values())
+        assert steps == ["create", "delete"], planned.steps
+
+
+def test_a_renamed_cluster_keeps_every_resource(tmp_path):
+    with scenarios.world(tmp_path) as w:
+        expect_ok(w.run("first up", w.stack.up))
+        w.stack.config["clusters"][0].update(name="east", previous_name="local")
+        for entry in w.stack.config["load_balancers"]:
+            entry["cluster"] = "east"
+
+        planned = expect_ok(w.run("preview", w.stack.preview)).result
+        assert _creates_and_deletes(planned) == {}, _creates_and_deletes(planned)
+        renamed = expect_ok(w.run("up", w.stack.up))
+        assert _creates_and_deletes(renamed.result) == {}
+        assert (renamed.writes, renamed.logins) == (0, 0)
+        assert sorted(renamed.result.outputs) == ["east"]
+        w.check_every_node_verifies()

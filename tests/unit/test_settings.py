@@ -447,8 +447,8 @@ def test_unknown_cluster_key_suggests_the_closest_one() -> None:
 
     assert problems_after(change) == [
         f"{P}clusters[0].extra_san: unknown key; did you mean 'extra_sans'?",
-        f"{P}clusters[0].colour: unknown key (expected one of: name, service_fqdn, "
-        "ssl_termination, nodes, root_ca_sha256, trust_on_first_use, extra_sans, "
+        f"{P}clusters[0].colour: unknown key (expected one of: name, previous_name, "
+        "service_fqdn, ssl_termination, nodes, root_ca_sha256, trust_on_first_use, extra_sans, "
         "manage_certificate, admin_password_key, load_balancer_root_ca, incoming_root_ca).",
     ]
 
@@ -1004,7 +1004,7 @@ def test_a_key_of_the_other_kind_is_named_as_such() -> None:
 
     assert problems_after(change) == [
         f"{P}load_balancers[0].address: does not apply to kind pem_file (its keys are: "
-        "name, kind, cluster, path).",
+        "name, previous_name, kind, cluster, path).",
         f"{P}load_balancers[1].usrname: unknown key; did you mean 'username'?",
     ]
 
