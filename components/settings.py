@@ -795,9 +795,7 @@ class _Parser:
                     )
                 elif path != Path():
                     files[path] = obj.path
-                load_balancers.append(
-                    PemFileLoadBalancer(name, cluster, path, _previous_name(obj))
-                )
+                load_balancers.append(PemFileLoadBalancer(name, cluster, path, _previous_name(obj)))
             elif kind == "f5":
                 lb = self.f5(obj, name, cluster, by_name.get(cluster))
                 device = (lb.address, lb.port, lb.server_ssl_profile_path)

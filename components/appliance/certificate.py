@@ -78,9 +78,7 @@ class ApplianceCertificateProvider(ApplianceProvider):
         declared = {key: value for key, value in news.items() if key not in _OBSERVATIONS}
         result = diff_inputs(olds, declared, self.replace_keys)
         if result.changes or is_unknown(news.get("served_sha256s")):
-            return DiffResult(
-                changes=True, replaces=result.replaces, delete_before_replace=False
-            )
+            return DiffResult(changes=True, replaces=result.replaces, delete_before_replace=False)
         if news.get("served_sha256s") == olds.get("served_sha256s"):
             to_fix = bool(news.get("nodes_needing_certificate")) or bool(
                 olds.get("nodes_needing_certificate")
