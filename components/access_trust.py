@@ -18,7 +18,7 @@ from cryptography import x509
 
 from components import pki
 from components.appliance.certificate import ApplianceCertificate
-from components.appliance.client import ApplianceError, NodeAddress
+from components.appliance.client import ApplianceError, NodeAddress, ServedNode
 from components.appliance.lb_root import ApplianceLoadBalancerRootCA
 from components.appliance.observation import (
     ClusterObservation,
@@ -185,9 +185,21 @@ class AccessTrust(pulumi.ComponentResource):
             )
         for root_ca in approved.trusted_root_cas:
             self._warn_expiry(cluster.name, "root CA", root_ca, warning_days, now)
-        if not cluster.manage_certificate:
-            required = required_names(cluster)
-            for fqdn in observation.nodes_needing_certificate(cluster.service_fqdn, required):
+        required = required_names(cluster)
+        to_fix = set(observation.nodes_needing_certificate(cluster.service_fqdn, required))
+        if cluster.manage_certificate:
+            # The Python dynamic host returns no detailed diff, so `preview --diff` shows the
+            # certificate's update without property lines: say here what will change.
+            for node in observation.nodes:
+                if node.fqdn in to_fix:
+                    pulumi.log.warn(
+                        f"cluster {cluster.name}: node {node.fqdn} gets a new certificate in "
+                        f"this run: {_what_is_wrong(node, cluster.service_fqdn, required)}; "
+                        f"the new one: CN {cluster.service_fqdn}, SANs {', '.join(required)}.",
+                        resource=self,
+                    )
+        else:
+            for fqdn in (node.fqdn for node in observation.nodes if node.fqdn in to_fix):
                 pulumi.log.warn(
                     f"cluster {cluster.name}: node {fqdn} serves a certificate without the "
                     f"names or validity it needs (CN and SANs: {', '.join(required)}); "
@@ -248,3 +260,16 @@ class AccessTrust(pulumi.ComponentResource):
             },
             "node_certificates": self.certificate.served if self.certificate else None,
         }
+
+
+def _what_is_wrong(node: ServedNode, service_fqdn: str, required: Sequence[str]) -> str:
+    """Why a node's served certificate is replaced, with the certificate's fingerprint."""
+    served = pki.summarize(node.served_certificate)
+    found = f"it serves {served.sha256} (SANs: {', '.join(served.sans) or 'none'})"
+    if node.problem is not None:
+        return f"{found}, and {node.problem}"
+    try:
+        pki.check_server_names(node.served_certificate, service_fqdn, required, node.fqdn)
+    except pki.CertificateError as problem:
+        return f"{found}, and {problem}"
+    return found

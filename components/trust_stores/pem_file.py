@@ -18,7 +18,14 @@ from collections.abc import Sequence
 from typing import Any
 
 import pulumi
-from pulumi.dynamic import CheckFailure, CheckResult, CreateResult, ReadResult, UpdateResult
+from pulumi.dynamic import (
+    CheckFailure,
+    CheckResult,
+    CreateResult,
+    DiffResult,
+    ReadResult,
+    UpdateResult,
+)
 
 from components import pki
 from components.dynamic import TrustProvider, is_unknown
@@ -118,11 +125,24 @@ class PemTrustBundleProvider(TrustProvider):
         _write_atomically(news["path"], news["bundle_pem"], news["load_balancer"])
         return UpdateResult(_outputs(news))
 
+    def diff(self, id_: str, olds: dict[str, Any], news: dict[str, Any]) -> DiffResult:
+        """The declared inputs, and the file as it is on disk now.
+
+        The file is local and cheap to read, so the diff looks at it: an edited or deleted
+        bundle shows in `pulumi preview` without a refresh, as the nodes' certificates do,
+        and the engine's refresh check (refreshed outputs against stored inputs) agrees.
+        """
+        result = super().diff(id_, olds, news)
+        if result.changes or is_unknown(news.get("bundle_pem")) or is_unknown(news.get("path")):
+            return result
+        on_disk = _read_bundle(str(news["path"]))
+        return DiffResult(
+            changes=on_disk != news.get("bundle_pem"), replaces=[], delete_before_replace=False
+        )
+
     def read(self, id_: str, props: dict[str, Any]) -> ReadResult:
-        try:
-            with open(id_, "rb") as handle:
-                content = handle.read().decode("utf-8", errors="replace")
-        except FileNotFoundError:
+        content = _read_bundle(id_)
+        if content is None:
             # An empty id tells the engine the resource is gone; the next `up` recreates it.
             return ReadResult("", {})
         # Report what is on disk, not what was declared, so `pulumi refresh` shows the edit
@@ -139,6 +159,15 @@ class PemTrustBundleProvider(TrustProvider):
         # Already gone is the state we want.
         with contextlib.suppress(FileNotFoundError):
             os.remove(id_)
+
+
+def _read_bundle(path: str) -> str | None:
+    """The bundle file's text as it is now, or None when there is no file."""
+    try:
+        with open(path, "rb") as handle:
+            return handle.read().decode("utf-8", errors="replace")
+    except FileNotFoundError:
+        return None
 
 
 def _outputs(props: dict[str, Any]) -> dict[str, Any]:
@@ -251,9 +280,30 @@ def declare_trust(
     trusted_sha256s = pulumi.Output.all(bundle.path, trust.root_ca_sha256s).apply(
         lambda values: _as_list(values[1])
     )
+    # `preview --diff` shows an update of this file without property lines (no detailed diff
+    # from the Python host): say what is in the file and what it will hold.
+    on_disk = _read_bundle(path)
+    if on_disk is not None:
+        pulumi.Output.from_input(trust.root_ca_sha256s).apply(
+            lambda wanted: _warn_if_different(load_balancer.name, path, on_disk, wanted, bundle)
+        )
     return TrustStoreOutputs(
         trusted_sha256s=trusted_sha256s,
         object_names=bundle.path.apply(lambda written: [written]),
+    )
+
+
+def _warn_if_different(
+    load_balancer: str, path: str, on_disk: str, wanted: Sequence[str], bundle: PemTrustBundle
+) -> None:
+    found = _observed_sha256s(on_disk, load_balancer)
+    if found == list(wanted):
+        return
+    holds = ", ".join(found) if found else "no certificate this program can read"
+    pulumi.log.warn(
+        f"load balancer {load_balancer}: the trust bundle {path} holds {holds}; this stack "
+        f"makes it trust {', '.join(wanted)}.",
+        resource=bundle,
     )
 
 

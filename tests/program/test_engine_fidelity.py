@@ -129,6 +129,11 @@ def test_a_refusal_in_the_second_cluster_registers_nothing(tmp_path, monkeypatch
         assert not w.bundle_path("proxy-a").exists()
 
 
+def scenarios_root_pem() -> str:
+    """A CA certificate nobody in the scenario uses."""
+    return ApplianceCluster(["stranger.local.test"], "stranger.local.test", "x").root_ca_pem
+
+
 def _creates_and_deletes(result) -> dict[str, str]:
     return {urn: step for urn, step in result.steps.items() if step in ("create", "delete")}
 
@@ -184,3 +189,47 @@ def test_a_renamed_cluster_keeps_every_resource(tmp_path):
         assert (renamed.writes, renamed.logins) == (0, 0)
         assert sorted(renamed.result.outputs) == ["east"]
         w.check_every_node_verifies()
+
+
+def test_an_edited_bundle_file_shows_in_preview_without_refresh_and_says_what_changes(tmp_path):
+    """The Python host returns no detailed diff, so `preview --diff` would show a bare
+    `~ update`; the warning names what the file holds and what it will hold."""
+    with scenarios.world(tmp_path) as w:
+        expect_ok(w.run("first up", w.stack.up))
+        stranger = pki.to_pem(pki.load_certificate(scenarios_root_pem(), "a stranger"))
+        w.bundle_path("proxy-a").write_text(stranger)
+
+        planned = expect_ok(w.run("preview", w.stack.preview)).result
+        bundle = planned.by_name("proxy-a-trust-bundle")
+        assert planned.steps[bundle.urn] == "update"
+        assert planned.steps[planned.by_name("proxy-b-trust-bundle").urn] == "same"
+        stranger_sha256 = pki.sha256_fingerprint(pki.load_certificate(stranger, "stranger"))
+        [warning] = [line for line in planned.warnings if "trust bundle" in line]
+        assert warning == (
+            f"{bundle.urn}: load balancer proxy-a: the trust bundle {w.bundle_path('proxy-a')} "
+            f"holds {stranger_sha256}; this stack makes it trust {w.emulator.root_ca_sha256}."
+        )
+
+        expect_ok(w.run("up", w.stack.up))
+        w.check_every_node_verifies()
+        assert expect_ok(w.run("refresh", w.stack.refresh)).result.changed() == {}
+        again = expect_ok(w.run("preview", w.stack.preview)).result
+        assert again.changed() == {}
+        assert not [line for line in again.warnings if "trust bundle" in line]
+
+
+def test_a_node_missing_a_san_is_named_in_preview_with_what_it_serves(tmp_path):
+    with scenarios.world(tmp_path) as w:
+        expect_ok(w.run("first up", w.stack.up))
+        node = w.emulator.node(node_fqdn(2))
+        node.regenerate(SERVICE, [SERVICE])
+        served = pki.sha256_fingerprint(pki.load_certificate(node.leaf_pem, "node 2"))
+
+        planned = expect_ok(w.run("preview", w.stack.preview)).result
+        [warning] = [line for line in planned.warnings if "gets a new certificate" in line]
+        assert f"node {node_fqdn(2)} gets a new certificate in this run: it serves {served}" in (
+            warning
+        )
+        assert f"SANs: {SERVICE})" in warning
+        names = ", ".join([SERVICE, node_fqdn(1), node_fqdn(2), node_fqdn(3)])
+        assert warning.endswith(f"the new one: CN {SERVICE}, SANs {names}."), warning
