@@ -6,7 +6,7 @@ DEV_VENV := .venv
 RUN_VENV := venv
 STATE := .state
 
-.PHONY: test up preview down bench lint clean require-pulumi run-venv
+.PHONY: test up preview down bench lint clean run-venv
 
 # Test environment: created when missing, reinstalled only when the pins change.
 $(DEV_VENV)/.installed: requirements.txt requirements-dev.txt
@@ -29,23 +29,17 @@ lint: $(DEV_VENV)/.installed
 	$(DEV_VENV)/bin/ruff check components emulators tests scripts __main__.py
 	$(DEV_VENV)/bin/mypy components
 
-# Without the Pulumi CLI, stop before installing anything, with the one sentence that helps.
-# require-pulumi is the only prerequisite, and venv/ is installed from the recipe, so the
-# check comes strictly first even with `make -k` or `make -j`.
-up: require-pulumi
-	@$(MAKE) --no-print-directory run-venv
+# venv/ first (the CLI installer is part of the pinned SDK), then the CLI: the one on PATH, or
+# the version matching the SDK installed under .state/pulumi/ (scripts/pulumi_cli.py).
+up: run-venv
 	@scripts/local-stack.sh up
 
-preview: require-pulumi
-	@$(MAKE) --no-print-directory run-venv
+preview: run-venv
 	@scripts/local-stack.sh preview
 
 # venv/ up to date, silently when nothing needs doing (for the recipes of up and preview).
 run-venv: $(RUN_VENV)/.installed
 	@:
-
-require-pulumi:
-	@command -v pulumi >/dev/null 2>&1 || { echo "The Pulumi CLI is not installed: install it (https://www.pulumi.com/docs/iac/download-install/), make sure \`pulumi\` is on PATH, then run \`make $(MAKECMDGOALS)\` again." >&2; exit 1; }
 
 down:
 	@scripts/local-stack.sh down

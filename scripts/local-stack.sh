@@ -11,11 +11,13 @@ state=.state
 pid_file=$state/emulator.pid
 python=venv/bin/python
 
-require_pulumi() {
-  if ! command -v pulumi >/dev/null 2>&1; then
-    echo "The Pulumi CLI is not installed: install it (https://www.pulumi.com/docs/iac/download-install/), make sure \`pulumi\` is on PATH, then run \`make $action\` again." >&2
-    exit 1
-  fi
+# The Pulumi CLI: the one on PATH, else the pinned version installed under .state/pulumi/
+# (scripts/pulumi_cli.py says in one sentence why it cannot, and nothing else is started).
+find_pulumi() {
+  pulumi=$("$python" scripts/pulumi_cli.py) || exit 1
+  # Its language and resource plugins lie next to it.
+  PATH="$(dirname "$pulumi"):$PATH"
+  export PATH
 }
 
 # Whether PID is a live process (a zombie that has exited but is not yet reaped counts as gone).
@@ -121,7 +123,7 @@ stop_emulator() {
 
 case $action in
   up|preview)
-    require_pulumi
+    find_pulumi
     mkdir -p "$state/backend" "$state/local-proxy"
     if [[ ! -s $state/admin-password ]]; then
       (umask 077 && "$python" -c 'import secrets; print(secrets.token_urlsafe(24))' >"$state/admin-password")
@@ -131,13 +133,13 @@ case $action in
     export PULUMI_BACKEND_URL="file://$PWD/$state/backend"
     export PULUMI_CONFIG_PASSPHRASE=local-stack-only
     start_emulator
-    pulumi stack select --create local --non-interactive >/dev/null
+    "$pulumi" stack select --create local --non-interactive >/dev/null
     if [[ $action == up ]]; then
-      pulumi up --stack local --yes --non-interactive
+      "$pulumi" up --stack local --yes --non-interactive
       echo "Exported trust:"
-      pulumi stack output --stack local --json
+      "$pulumi" stack output --stack local --json
     else
-      pulumi preview --stack local --non-interactive --diff
+      "$pulumi" preview --stack local --non-interactive --diff
     fi
     ;;
   down)

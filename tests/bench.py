@@ -11,9 +11,13 @@ Figures, not timings: counts do not depend on the machine.
 
 from __future__ import annotations
 
+import collections
+import contextlib
 import sys
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 from pulumi.dynamic.dynamic import serialize_provider
 
@@ -21,6 +25,7 @@ from components.appliance.certificate import ApplianceCertificateProvider
 from components.appliance.lb_root import ApplianceLoadBalancerRootCAProvider
 from components.appliance.root_ca import ApplianceRootCAProvider
 from components.trust_stores.pem_file import PemTrustBundleProvider
+from tests.harness.host import inside_host
 from tests.program import scenarios
 
 PROVIDERS = {
@@ -31,9 +36,47 @@ PROVIDERS = {
 }
 
 
+_METHODS = ("check", "diff", "create", "update", "read", "delete")
+
+
+@contextlib.contextmanager
+def counting_provider_calls() -> Iterator[collections.Counter[str]]:
+    """Count every call of a provider method, and whether it came through a provider host."""
+    counts: collections.Counter[str] = collections.Counter()
+    originals = []
+    for provider in PROVIDERS.values():
+        for method in _METHODS:
+            if method not in vars(provider):
+                continue
+            original = vars(provider)[method]
+
+            def counted(*args: Any, _original: Any = original, **kwargs: Any) -> Any:
+                counts["all"] += 1
+                counts["through the host"] += inside_host()
+                return _original(*args, **kwargs)
+
+            originals.append((provider, method, original))
+            setattr(provider, method, counted)
+    try:
+        yield counts
+    finally:
+        for provider, method, original in originals:
+            setattr(provider, method, original)
+
+
 def main() -> int:
     for name, provider in PROVIDERS.items():
         print(f"serialized provider bytes {name}: {len(serialize_provider(provider()))} bytes")
+    with counting_provider_calls() as calls:
+        run_scenarios()
+    print(
+        "harness: provider calls through the SDK provider host: "
+        f"{calls['through the host']} of {calls['all']}"
+    )
+    return 0
+
+
+def run_scenarios() -> None:
     for name, (scenario, options) in scenarios.SCENARIOS.items():
         with (
             tempfile.TemporaryDirectory() as directory,
@@ -56,7 +99,6 @@ def main() -> int:
             f"scenario {name} requests per node: "
             + ", ".join(f"{fqdn} {count}" for fqdn, count in sorted(per_node.items()))
         )
-    return 0
 
 
 if __name__ == "__main__":

@@ -31,6 +31,7 @@ import contextvars
 import importlib.util
 import json
 import os
+import threading
 from collections.abc import Collection, Iterator, Mapping
 from contextlib import contextmanager, suppress
 from types import ModuleType
@@ -43,9 +44,17 @@ from pulumi.runtime import rpc
 from pulumi.runtime import settings as _settings
 from pulumi.runtime.proto import provider_pb2
 
-__all__ = ["DiffAnswer", "HostError", "ProviderHost"]
+__all__ = ["DiffAnswer", "HostError", "ProviderHost", "inside_host"]
 
 _PROGRAM_ENV = ("PULUMI_CONFIG", "PULUMI_CONFIG_SECRET_KEYS", "PULUMI_PROJECT")
+
+
+_REQUEST = threading.local()
+
+
+def inside_host() -> bool:
+    """True while this thread is serving a request to a provider host (for counting)."""
+    return bool(getattr(_REQUEST, "active", False))
 
 
 class HostError(Exception):
@@ -211,8 +220,13 @@ class ProviderHost:
 
     def _send(self, method: str, request: Any) -> Any:
         self.calls += 1
-        with _plugin_environment(self._project):
-            return self._context.copy().run(getattr(self._servicer, method), request, _Context())
+        _REQUEST.active = True
+        try:
+            with _plugin_environment(self._project):
+                servicer_method = getattr(self._servicer, method)
+                return self._context.copy().run(servicer_method, request, _Context())
+        finally:
+            _REQUEST.active = False
 
     def _struct(self, props: Mapping[str, Any]) -> struct_pb2.Struct:
         struct: struct_pb2.Struct = self._loop.run_until_complete(
