@@ -242,27 +242,36 @@ def _plan_virtual_server(plan: _Plan, lb: Any, trust: ClusterTrust, profile_path
         {"name": f"{base}-pool", "monitors": [f"{base}-heartbeat"]},
         after=["heartbeat"],
     )
-    members = []
+    # One BIG-IP node per address (BIG-IP refuses two nodes with one address) and one pool
+    # member per address and port: appliances that share an address (as on a test host)
+    # are members of one node.
+    fqdns_at: dict[str, list[str]] = {}
     for node in trust.nodes:
-        node_name = node_object_name(partition, node.address)
+        fqdns_at.setdefault(node.address, []).append(node.fqdn)
+    for address, fqdns in fqdns_at.items():
         plan.device(
             ltm.Node,
-            f"node-{_address_word(node.address)}",
+            f"node-{_address_word(address)}",
             {
-                "name": node_name,
-                "address": node.address,
-                "description": node.fqdn,
+                "name": node_object_name(partition, address),
+                "address": address,
+                "description": " ".join(fqdns),
                 # The provider's default is /Common/icmp, which marks every member down where
                 # ICMP is blocked; health comes from the pool's heartbeat monitor
                 # (terraform-provider-bigip issue 529: "none" is accepted).
                 "monitor": "none",
             },
         )
-        member = f"member-{_address_word(node.address)}"
+    members = []
+    for node in trust.nodes:
+        member = f"member-{_address_word(node.address)}-{node.service_port}"
         plan.device(
             ltm.PoolAttachment,
             member,
-            {"pool": f"{base}-pool", "node": f"{node_name}:{node.service_port}"},
+            {
+                "pool": f"{base}-pool",
+                "node": f"{node_object_name(partition, node.address)}:{node.service_port}",
+            },
             after=["pool", f"node-{_address_word(node.address)}"],
         )
         members.append(member)

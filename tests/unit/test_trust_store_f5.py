@@ -484,11 +484,11 @@ def test_virtual_server_re_encrypts_to_verified_nodes(roots):
             "description": "ws1-b.corp.example",
             "monitor": "none",
         },
-        "bigip-dc1-prod-member-10.0.0.21": {
+        "bigip-dc1-prod-member-10.0.0.21-443": {
             "pool": f"{BASE}-pool",
             "node": "/Common/ws1-node-10.0.0.21:443",
         },
-        "bigip-dc1-prod-member-10.0.0.22": {
+        "bigip-dc1-prod-member-10.0.0.22-443": {
             "pool": f"{BASE}-pool",
             "node": "/Common/ws1-node-10.0.0.22:443",
         },
@@ -522,7 +522,7 @@ def test_virtual_server_re_encrypts_to_verified_nodes(roots):
     for needed in ("pool", "cookie", "http", "tcp", "server-ssl", "authenticate-name"):
         assert run.urns[f"bigip-dc1-prod-{needed}"] in depends, f"virtual server after {needed}"
     for address in ("10.0.0.21", "10.0.0.22"):
-        member = run[f"bigip-dc1-prod-member-{address}"]
+        member = run[f"bigip-dc1-prod-member-{address}-443"]
         assert run.urns[f"bigip-dc1-prod-node-{address}"] in set(member.request.dependencies)
     # Same destination and port cannot exist twice on a BIG-IP: a renamed one goes first.
     assert vs.request.deleteBeforeReplace is True
@@ -582,10 +582,31 @@ def test_a_node_is_named_by_its_address_so_a_new_address_is_a_new_node(roots):
 
     assert "bigip-dc1-prod-node-10.0.0.21" not in run.registrations
     assert run.inputs("bigip-dc1-prod-node-10.0.0.31")["name"] == "/Common/ws1-node-10.0.0.31"
-    assert run.inputs("bigip-dc1-prod-member-10.0.0.31")["node"] == (
+    assert run.inputs("bigip-dc1-prod-member-10.0.0.31-443")["node"] == (
         "/Common/ws1-node-10.0.0.31:443"
     )
     assert node_object_name("Common", "2001:db8::21") == "/Common/ws1-node-2001.db8..21"
+
+
+def test_nodes_sharing_an_address_are_one_node_with_a_member_per_port(roots):
+    nodes = (
+        Node("ws1-a.corp.example", "10.0.0.21", service_port=9441),
+        Node("ws1-b.corp.example", "10.0.0.21", service_port=9442),
+    )
+    run = declare(make_lb(virtual_server=VS), make_trust(*roots, nodes=nodes))
+
+    assert [r.name for r in run.by_type("f5bigip:ltm/node:Node")] == [
+        "bigip-dc1-prod-node-10.0.0.21"
+    ]
+    assert run.inputs("bigip-dc1-prod-node-10.0.0.21")["description"] == (
+        "ws1-a.corp.example ws1-b.corp.example"
+    )
+    attachment = "f5bigip:ltm/poolAttachment:PoolAttachment"
+    members = {r.name: r.inputs["node"] for r in run.by_type(attachment)}
+    assert members == {
+        "bigip-dc1-prod-member-10.0.0.21-9441": "/Common/ws1-node-10.0.0.21:9441",
+        "bigip-dc1-prod-member-10.0.0.21-9442": "/Common/ws1-node-10.0.0.21:9442",
+    }
 
 
 def test_virtual_server_on_the_configurator_port_is_refused(roots):
