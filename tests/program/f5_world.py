@@ -1,4 +1,4 @@
-"""One F5 entry in front of one cluster, run through the lifecycle harness against an emulated BIG-IP.
+"""One F5 entry in front of one cluster, through the lifecycle harness, against an emulated BIG-IP.
 
 The program is `declare_trust` itself (a callable for the harness), so a test can change the
 entry and the trust between runs (node addresses, service FQDN, partition) without an

@@ -1,4 +1,4 @@
-"""An F5 entry through the lifecycle harness: what each change does to the plan and to the device."""
+"""An F5 entry through the lifecycle harness: what each change does to the plan and the device."""
 
 from __future__ import annotations
 
