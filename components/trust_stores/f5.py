@@ -17,7 +17,8 @@ What is declared for one load balancer entry in front of one cluster:
 
 Names on the device come from the cluster's service FQDN (never from the entry's or the
 cluster's label), so renaming a stack entry renames nothing on the BIG-IP; Pulumi's logical
-names come from ONE prefix (`_logical_prefix`), where aliases for renamed entries attach.
+names come from ONE prefix (`_logical_prefix`; the provider's from `_provider_logical_name`),
+where aliases for renamed entries attach.
 Provider behaviour relied on is from terraform-provider-bigip v1.26.0, the version
 pulumi-f5bigip 3.25.1 bridges (shared/reference/f5-bigip.md, "What the provider source does
 with each argument").
@@ -112,6 +113,11 @@ def _address_word(address: str) -> str:
 def _logical_prefix(lb: Any, trust: ClusterTrust) -> str:
     """The one place Pulumi logical names of an entry's resources start from."""
     return f"{lb.name}-{trust.cluster}"
+
+
+def _provider_logical_name(lb: Any) -> str:
+    """The logical name of the entry's `f5bigip` provider (one per BIG-IP entry)."""
+    return f"{lb.name}-bigip"
 
 
 def declare_trust(
@@ -469,7 +475,7 @@ def _provider(lb: Any, parent: pulumi.Resource) -> f5bigip.Provider:
     else:
         options["validate_certs_disable"] = True
     provider = f5bigip.Provider(
-        f"{lb.name}-bigip",
+        _provider_logical_name(lb),
         # A host name or IP: the provider adds https:// and appends `port` itself.
         address=lb.address,
         port=str(lb.port),  # a string in this provider's schema
