@@ -71,8 +71,9 @@ _F5_KEYS = (
     "validate_management_certificate",
     "server_ssl_profile",
     "virtual_server",
+    "device_group",
 )
-_VIRTUAL_SERVER_KEYS = ("destination", "port", "client_ssl_profile")
+_VIRTUAL_SERVER_KEYS = ("destination", "port", "client_ssl_profile", "snat")
 _KIND_KEYS = {"f5": _F5_KEYS, "pem_file": _PEM_FILE_KEYS}
 
 _NAME = re.compile(r"[a-z0-9](?:[a-z0-9-]{0,38}[a-z0-9])?")
@@ -143,6 +144,8 @@ class VirtualServer:
     destination: str
     port: int = 443
     client_ssl_profile: str | None = None
+    # Source address translation: None (none), "automap", or the full path of a SNAT pool.
+    snat: str | None = None
 
 
 @dataclass(frozen=True)
@@ -163,6 +166,8 @@ class F5LoadBalancer:
     validate_management_certificate: bool = True
     server_ssl_profile: str = ""  # empty: ws1-<cluster>-serverssl
     virtual_server: VirtualServer | None = None
+    # The config-sync device group the unit at `address` belongs to (None: standalone).
+    device_group: str | None = None
     previous_name: str | None = None  # before a rename (see Cluster.previous_name)
 
     def __post_init__(self) -> None:
@@ -774,6 +779,7 @@ class _Parser:
         files: dict[Path, str] = {}
         profiles: dict[tuple[str, int, str], str] = {}
         virtual_servers: dict[tuple[str, int], str] = {}
+        placements: dict[tuple[str, int, str, str], str] = {}
         self.previous_names(objects, [_text_or_empty(obj.get("name")) for obj in objects])
         for obj in objects:
             kind = self.kind(obj)
@@ -799,7 +805,9 @@ class _Parser:
             elif kind == "f5":
                 lb = self.f5(obj, name, cluster, by_name.get(cluster))
                 device = (lb.address, lb.port, lb.server_ssl_profile_path)
-                if lb.address and device in profiles:
+                if self.one_entry_per_device_partition(obj, lb, placements):
+                    pass  # the same collision, said once
+                elif lb.address and device in profiles:
                     obj.problem(
                         "server_ssl_profile",
                         f"{obj.show(lb.server_ssl_profile_path)} on {obj.show(lb.address)} is "
@@ -827,6 +835,32 @@ class _Parser:
             )
         return None
 
+    def one_entry_per_device_partition(
+        self, obj: _Object, lb: F5LoadBalancer, seen: dict[tuple[str, int, str, str], str]
+    ) -> bool:
+        """Refuse two F5 entries for one cluster on the same BIG-IP and partition.
+
+        Device object names come from the cluster's service FQDN (so that renaming an entry
+        renames nothing on the device), so two such entries would declare the same objects,
+        fight over them, and destroying one would delete what the other still uses.
+        """
+        if not lb.address or not lb.cluster:
+            return False
+        where = (lb.address, lb.port, lb.partition, lb.cluster)
+        if where not in seen:
+            seen[where] = obj.path
+            return False
+        shown = "this BIG-IP" if obj.hidden else f"{lb.address}:{lb.port}"
+        obj.problem(
+            "partition",
+            f"{seen[where]} already declares cluster {_show(lb.cluster)} on {shown} in partition "
+            f"{lb.partition}; two entries there would declare the same objects (their names "
+            "come from the cluster's service FQDN) and destroying one would delete the other's. "
+            "Declare the cluster once per BIG-IP and partition, or give this entry another "
+            "partition.",
+        )
+        return True
+
     def one_entry_per_virtual_server(
         self, obj: _Object, lb: F5LoadBalancer, seen: dict[tuple[str, int], str]
     ) -> None:
@@ -851,7 +885,8 @@ class _Parser:
             "virtual server are one device group (e.g. the two units of an HA pair): this "
             "program names the objects per cluster, so config sync would make them collide "
             '(409 "already exists"), and destroying one entry would delete the other\'s '
-            "objects. Declare one entry per device group, at its floating management address.",
+            "objects. Declare one entry per device group, at the management address of its "
+            "active unit, with device_group set.",
         )
 
     def cluster_reference(
@@ -879,6 +914,16 @@ class _Parser:
             "the host name or IP address of the BIG-IP management API",
             required=True,
         )
+        if ":" in address:
+            # go-bigip (vendored in terraform-provider-bigip v1.26.0, bigip.go NewSession)
+            # builds "https://" + address + ":" + port, without brackets.
+            obj.problem(
+                "address",
+                f"{obj.show(address)} is an IPv6 address, which the F5 provider cannot use (it "
+                "builds its URL as https://<address>:<port>, without brackets); expected a host "
+                "name that resolves to it, or an IPv4 address.",
+            )
+            address = ""
         port = obj.port("port", 443)
         username = obj.text("username", "the BIG-IP user name") or ""
         password_key = self.password_key(
@@ -917,6 +962,12 @@ class _Parser:
         profile = self.f5_name(
             obj, "server_ssl_profile", "a BIG-IP object name, e.g. ws1-prod-serverssl"
         )
+        if profile is None and cluster is not None and cluster.service_fqdn:
+            # Named after the service FQDN, like every other object on the device.
+            profile = f"ws1-{cluster.service_fqdn}-serverssl"
+        device_group = self.f5_name(
+            obj, "device_group", "the name of the BIG-IP device group, e.g. ws1-ha"
+        )
         virtual_server = self.virtual_server(obj, cluster)
         return F5LoadBalancer(
             name=name,
@@ -931,6 +982,7 @@ class _Parser:
             validate_management_certificate=validate,
             server_ssl_profile=profile or "",
             virtual_server=virtual_server,
+            device_group=device_group,
         )
 
     def f5_name(self, obj: _Object, key: str, expected: str) -> str | None:
@@ -1002,7 +1054,15 @@ class _Parser:
                 "load_balancer; expected the full path of the client-SSL profile that holds "
                 "the service certificate, e.g. /Common/ws1-clientssl.",
             )
-        return VirtualServer(destination or "", port, profile)
+        snat = vs.text("snat", "automap, or the full path of a SNAT pool", required=False)
+        if snat is not None and snat != "automap" and not _F5_PATH.fullmatch(snat):
+            vs.problem(
+                "snat",
+                f"{vs.show(snat)} is neither automap nor the full path of a SNAT pool (expected "
+                "automap, or e.g. /Common/ws1-snat).",
+            )
+            snat = None
+        return VirtualServer(destination or "", port, profile, snat)
 
     # -- shared field kinds
 

@@ -281,7 +281,11 @@ class _Handler(BaseHTTPRequestHandler):
             else:
                 self._send(200, node.root_ca_pem.encode(), "application/x-pem-file")
         elif self.command == "GET" and path == SERVICE_PATHS["heartbeat"]:
-            self._send(200, b"ok", "text/plain")
+            if node.heartbeat_failure is None:
+                self._send(200, b"ok", "text/plain")
+            else:
+                status, body, headers = node.heartbeat_failure
+                self._send(status, body.encode(), "text/plain", headers)
         else:
             self._send(404, b"Not Found", "text/plain")
 
@@ -474,6 +478,8 @@ class EmulatedNode:
         self.latency = 0.0
         self.hang_seconds = 5.0
         self.serve_html_instead_of_pem = False
+        # (status, body, headers) the heartbeat answers instead of 200 "ok"; see fail_heartbeat.
+        self.heartbeat_failure: tuple[int, str, tuple[tuple[str, str], ...]] | None = None
         self.requested_ports: dict[str, int] = {}  # listener -> fixed port; set before start()
         self._lock = threading.RLock()
         self._stopping = threading.Event()
@@ -671,6 +677,20 @@ class EmulatedNode:
         with self._lock:
             common_name, names = self._leaf.common_name, self._leaf.dns_names
         self._install(root, root.issue(common_name, names, key_type=self._cluster.key_type))
+
+    def fail_heartbeat(
+        self,
+        status: int = 503,
+        body: str = "Broken: token store unavailable",
+        headers: Sequence[tuple[str, str]] = (("Set-Cookie", "JSESSIONID=0; Path=/; Secure"),),
+    ) -> None:
+        """Make the heartbeat answer like an unhealthy node until `heartbeat_failure = None`.
+
+        What a real failing node answers is not documented; the default deliberately holds
+        "ok" in its headers and body ("Cookie", "token", "Broken") without being healthy,
+        which is what a load balancer's health check must not be fooled by.
+        """
+        self.heartbeat_failure = (status, body, tuple(headers))
 
     def fail_next(self, count: int, mode: str, listener: str = "any") -> None:
         """Make the next `count` requests on `listener` fail: "500", "reset" or "hang"."""

@@ -4,7 +4,8 @@
   resource; target under 1024 bytes);
 * the emulated appliance's request counts for each lifecycle scenario of
   tests/program/scenarios.py, leaving out each scenario's setup steps (target for
-  no-change: 0 writes and at most 1 read per node).
+  no-change: 0 writes and at most 1 read per node);
+* the emulated BIG-IP's requests for a no-change `up` of an F5 entry (f5-no-change).
 
 Figures, not timings: counts do not depend on the machine.
 """
@@ -24,15 +25,23 @@ from pulumi.dynamic.dynamic import serialize_provider
 from components.appliance.certificate import ApplianceCertificateProvider
 from components.appliance.lb_root import ApplianceLoadBalancerRootCAProvider
 from components.appliance.root_ca import ApplianceRootCAProvider
+from components.trust_stores.f5_device_group import (
+    DeviceGroupCheckProvider,
+    DeviceGroupSyncProvider,
+)
+from components.trust_stores.f5_name_check import ServerSslNameCheckProvider
 from components.trust_stores.pem_file import PemTrustBundleProvider
 from tests.harness.host import inside_host
-from tests.program import scenarios
+from tests.program import f5_world, scenarios
 
 PROVIDERS = {
     "ApplianceRootCA": ApplianceRootCAProvider,
     "ApplianceCertificate": ApplianceCertificateProvider,
     "ApplianceLoadBalancerRootCA": ApplianceLoadBalancerRootCAProvider,
     "PemTrustBundle": PemTrustBundleProvider,
+    "ServerSslNameCheck": ServerSslNameCheckProvider,
+    "DeviceGroupCheck": DeviceGroupCheckProvider,
+    "DeviceGroupSync": DeviceGroupSyncProvider,
 }
 
 
@@ -69,6 +78,12 @@ def main() -> int:
         print(f"serialized provider bytes {name}: {len(serialize_provider(provider()))} bytes")
     with counting_provider_calls() as calls:
         run_scenarios()
+        # A second `up` of one F5 entry (virtual server, device group without auto-sync) with
+        # nothing changed: requests the emulated BIG-IP received (target: only reads, at most
+        # one per REST resource).
+        with tempfile.TemporaryDirectory() as directory:
+            requests = f5_world.no_change_requests(Path(directory))
+    print(f"scenario f5-no-change: bigip requests {requests}")
     print(
         "harness: provider calls through the SDK provider host: "
         f"{calls['through the host']} of {calls['all']}"

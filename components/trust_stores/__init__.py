@@ -22,7 +22,7 @@ __all__ = ["ClusterTrust", "TrustStoreOutputs", "check_trust_store", "declare_tr
 class ClusterTrust:
     """What a load balancer in front of one cluster must trust and verify."""
 
-    cluster: str  # cluster name from settings, used in resource and object names
+    cluster: str  # cluster name from settings, used in Pulumi resource names only
     service_fqdn: str  # the name every node certificate carries (CN and SAN)
     nodes: Sequence[Any]  # settings.Node: fqdn, address, service_port
     root_ca_bundle_pem: pulumi.Input[str]  # every root CA to trust (old + new in a rotation)

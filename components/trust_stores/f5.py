@@ -1,62 +1,129 @@
 """An F5 BIG-IP that trusts the appliance root CA and verifies every node it sends traffic to.
 
-What is declared for one load balancer in front of one cluster (all with `pulumi_f5bigip`):
+What is declared for one load balancer entry in front of one cluster:
 
 - an explicit `f5bigip.Provider` for that BIG-IP, management-API certificate checked;
 - the appliance root CA bundle as a certificate object with a content-addressed name;
-- the name check ("Authenticate Name") in a small parent server-SSL profile created with tmsh,
-  because the Pulumi/Terraform profile resource cannot set it;
 - the server-SSL profile the virtual server uses towards the nodes: CA = that object,
   certificate required, untrusted or expired certificate = drop, SNI = the service FQDN;
-- optionally the virtual server in front of the cluster, with its monitor, pool and profiles:
-  with a client-SSL profile (ssl_termination: load_balancer) it terminates SSL and re-encrypts
-  to the verified nodes; without one (passthrough) it forwards TCP only and never touches TLS
-  or HTTP. The health monitor verifies the nodes with the server-SSL profile in both modes.
+- the name check (Authenticate Name) on that same profile, set and verified over iControl
+  REST by `f5_name_check.ServerSslNameCheck`, because the Pulumi/Terraform profile resource
+  cannot set it;
+- optionally the virtual server in front of the cluster, with its monitor, pool, nodes and
+  profiles: with a client-SSL profile (ssl_termination: load_balancer) it terminates SSL and
+  re-encrypts to the verified nodes; without one (passthrough) it forwards TCP only;
+- with `device_group`: a read-only check of the group and of the unit before anything
+  changes, and a config-sync after (`f5_device_group`).
+
+Names on the device come from the cluster's service FQDN (never from the entry's or the
+cluster's label), so renaming a stack entry renames nothing on the BIG-IP; Pulumi's logical
+names come from ONE place (`_logical_names`; the provider's from `_provider_logical_names`),
+where aliases for renamed entries (previous_name) attach.
+Provider behaviour relied on is from terraform-provider-bigip v1.26.0, the version
+pulumi-f5bigip 3.25.1 bridges (shared/reference/f5-bigip.md, "What the provider source does
+with each argument").
 
 `declare_trust` is the `trust_stores` entry point for `kind: f5`.
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
+import json
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 import pulumi
 import pulumi_f5bigip as f5bigip
 from pulumi_f5bigip import ltm, ssl
 
+from components.naming import Names
 from components.trust_stores import ClusterTrust, TrustStoreOutputs
+from components.trust_stores.bigip_rest import Management
+from components.trust_stores.f5_device_group import DeviceGroupCheck, DeviceGroupSync
+from components.trust_stores.f5_name_check import ServerSslNameCheck
 
-__all__ = ["ca_object_name", "check", "declare_trust"]
+__all__ = [
+    "HEARTBEAT_RECEIVE",
+    "HEARTBEAT_SEND",
+    "ca_object_name",
+    "check",
+    "declare_trust",
+    "node_object_name",
+]
 
 _CONFIGURATOR_PORT = 8443
 # The appliance serves its certificate straight from its root CA: leaf + root. One more
 # level leaves room for an intermediate, and nothing deeper is accepted.
 _AUTHENTICATE_DEPTH = 2
 _HEARTBEAT_PATH = "/SAAS/API/1.0/REST/system/health/heartbeat"
-# Words that end up inside a tmsh command line, which the provider runs through bash as
-# `tmsh <command>` in single quotes: only characters that need no quoting anywhere.
-_TMSH_WORD = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*")
+# HTTP/1.0, so that the answer is never chunked (a chunked "ok" would not end the response).
+HEARTBEAT_SEND = "GET " + _HEARTBEAT_PATH + " HTTP/1.0\r\nHost: {host}\r\nConnection: close\r\n\r\n"
+# The heartbeat answers 200 with the body "ok" (shared/reference/workspace-one-access.md). A
+# receive string is a regular expression searched in the whole response, headers included
+# (F5 K5917: POSIX extended regular expressions), so a bare "ok" also matches "token",
+# "Cookie" or "Broken". Anchored instead: the status line must say 200, and the response must
+# end in "ok" right after a control character (the line feed of the blank line that ends the
+# headers). `[^ -~]` is a plain ERE bracket range, chosen because whether the monitor engine
+# accepts escapes such as \r or \n in a receive string is not shown by any public source.
+HEARTBEAT_RECEIVE = r"^HTTP/1\.[01] 200 .*[^ -~]ok$"
+# Words that end up in BIG-IP object names: only characters that need no quoting anywhere.
+_OBJECT_WORD = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*")
 
 
-def ca_object_name(cluster: str, sha256s: Sequence[str]) -> str:
+def ca_object_name(service_fqdn: str, sha256s: Sequence[str]) -> str:
     """The BIG-IP name of the certificate object holding exactly these root CAs.
 
-    `ws1-<cluster>-rootca-<16 hex>`, the hex being the start of a SHA-256 over the sorted,
-    normalised fingerprints: the same roots give the same name whatever their order or
-    notation, and a rotation gives a new name. A new name makes Pulumi create the new object,
-    repoint the profile to it, and only then delete the old one (create-before-delete), so
-    the profile never points at a missing or half-replaced CA.
+    `ws1-<service FQDN>-rootca-<16 hex>`, the hex being the start of a SHA-256 over the
+    sorted, normalised fingerprints: the same roots give the same name whatever their order
+    or notation, and a rotation gives a new name. A new name makes Pulumi create the new
+    object, repoint the profile to it, and only then delete the old one (create-before-
+    delete), so the profile never points at a missing or half-replaced CA.
     """
     normalised = sorted({sha256.replace(":", "").strip().lower() for sha256 in sha256s})
     if not normalised:
         raise ValueError(
-            f"cluster {cluster}: no root CA fingerprint to trust; expected at least one."
+            f"cluster {service_fqdn}: no root CA fingerprint to trust; expected at least one."
         )
     digest = hashlib.sha256("\n".join(normalised).encode()).hexdigest()
-    return f"ws1-{cluster}-rootca-{digest[:16]}"
+    return f"ws1-{service_fqdn}-rootca-{digest[:16]}"
+
+
+def node_object_name(partition: str, address: str) -> str:
+    """`/<partition>/ws1-node-<address>`: a new address is a new node, never the old one reused.
+
+    The provider's Create adopts an existing node of the same name and keeps ITS address,
+    and `address` forces a replacement, so a name fixed per node would be stuck on the old
+    address. Named by the address, a changed address is a new node and pool member, created
+    first; the old member and then the old node are deleted after. The node's FQDN goes into
+    its description (changing it is an in-place update). BIG-IP also refuses a second node
+    with an address that a node of another name already has, so an operator's node for the
+    same address is never silently taken over: the create fails, naming it.
+    """
+    return f"/{partition}/ws1-node-{_address_word(address)}"
+
+
+def _address_word(address: str) -> str:
+    """An address as part of a name: IPv6 colons would clash with BIG-IP's name:port and
+    with Pulumi's URN separator."""
+    return address.replace(":", ".")
+
+
+def _logical_names(lb: Any, trust: ClusterTrust) -> Names:
+    """The one place Pulumi logical names of an entry's resources start from; with the old
+    names as aliases when the entry or its cluster was renamed (previous_name)."""
+    return Names(
+        f"{lb.name}-{trust.cluster}",
+        f"{lb.previous_name or lb.name}-{trust.previous_cluster or trust.cluster}",
+    )
+
+
+def _provider_logical_names(lb: Any) -> Names:
+    """The entry's `f5bigip` provider (one per BIG-IP entry): `<entry>-bigip`."""
+    return Names(lb.name, lb.previous_name)
 
 
 def declare_trust(
@@ -64,58 +131,327 @@ def declare_trust(
 ) -> TrustStoreOutputs:
     """Declare the BIG-IP objects through which `load_balancer` trusts and verifies the nodes."""
     lb = load_balancer
-    partition = lb.partition
-    prefix = f"{lb.name}-{trust.cluster}"
+    management = _management(lb)
     provider = _provider(lb, parent)
-    on_device = pulumi.ResourceOptions(parent=parent, provider=provider)
 
+    plan = _Plan(_logical_names(lb, trust))
+    partition = lb.partition
     sha256s = pulumi.Output.from_input(trust.root_ca_sha256s)
-    certificate = ssl.Certificate(
-        f"{prefix}-appliance-root-ca",
-        # The partition stays out of `name`: a "/Common/" inside it breaks the upload.
-        name=sha256s.apply(lambda found: ca_object_name(trust.cluster, found)),
-        content=trust.root_ca_bundle_pem,
-        partition=partition,
-        opts=on_device,
-    )
-    verify_parent, name_check = _name_check(lb, trust, prefix, on_device)
-
+    ca_name = sha256s.apply(lambda found: ca_object_name(trust.service_fqdn, found))
+    ca_path = ca_name.apply(lambda name: f"/{partition}/{name}")
     profile_path = _full_path(partition, lb.server_ssl_profile)
-    profile = ltm.ProfileServerSsl(
-        f"{prefix}-server-ssl",
-        name=profile_path,
-        defaults_from=verify_parent,
-        # Built from the certificate's output so the profile waits for (and, in a rotation,
-        # is repointed after) the new CA object.
-        ca_file=certificate.name.apply(lambda name: _full_path(partition, name)),
-        peer_cert_mode="require",
-        authenticate="always",
-        authenticate_depth=_AUTHENTICATE_DEPTH,
-        untrusted_cert_response_control="drop",
-        expire_cert_response_control="drop",
-        # SNI only: the node picks its certificate by it. The name CHECK is the parent's
-        # authenticate-name, inherited through defaults_from.
-        server_name=trust.service_fqdn,
-        # The resource defaults to /Common/default.crt and .key, which would present the
-        # BIG-IP's self-signed certificate to the nodes as a client certificate. "none" is
-        # tmsh's value for no client certificate.
-        cert="none",
-        key="none",
-        opts=pulumi.ResourceOptions.merge(on_device, pulumi.ResourceOptions(depends_on=name_check)),
+    plan.device(
+        ssl.Certificate,
+        "appliance-root-ca",
+        # The partition stays out of `name`: a "/Common/" inside it breaks the upload.
+        {"name": ca_name, "content": trust.root_ca_bundle_pem, "partition": partition},
+        # `partition` is updated in place by the provider, which then PATCHes a path that
+        # does not exist: moving the object must be a replacement.
+        replace_on_changes=["partition"],
     )
-
+    plan.device(
+        ltm.ProfileServerSsl,
+        "server-ssl",
+        {
+            "name": profile_path,
+            "defaults_from": "/Common/serverssl",
+            "ca_file": ca_path,
+            "peer_cert_mode": "require",
+            "authenticate": "always",
+            "authenticate_depth": _AUTHENTICATE_DEPTH,
+            "untrusted_cert_response_control": "drop",
+            "expire_cert_response_control": "drop",
+            # SNI only: the node picks its certificate by it. The name CHECK is the
+            # authenticate-name that the name-check resource sets on this profile.
+            "server_name": trust.service_fqdn,
+            # The resource defaults to /Common/default.crt and .key, which would present the
+            # BIG-IP's self-signed certificate to the nodes as a client certificate. "none"
+            # is tmsh's value for no client certificate.
+            "cert": "none",
+            "key": "none",
+        },
+        after=["appliance-root-ca"],
+    )
+    plan.rest(
+        functools.partial(ServerSslNameCheck, management=management),
+        "authenticate-name",
+        {"profile": profile_path, "authenticate_name": trust.service_fqdn},
+        after=["server-ssl"],
+    )
     if lb.virtual_server is not None:
-        _virtual_server(lb, trust, prefix, profile, on_device)
+        _plan_virtual_server(plan, lb, trust, profile_path)
 
+    check: pulumi.Resource | None = None
+    revision = plan.revision()
+    if lb.device_group is not None:
+        check = DeviceGroupCheck(
+            plan.names("device-group-check"),
+            management=management,
+            device_group=lb.device_group,
+            revision=revision,
+            opts=plan.names.options("device-group-check", pulumi.ResourceOptions(parent=parent)),
+        )
+    declared = plan.declare(parent, provider, check)
+    if lb.device_group is not None:
+        DeviceGroupSync(
+            plan.names("device-group-sync"),
+            management=management,
+            device_group=lb.device_group,
+            revision=revision,
+            opts=plan.names.options(
+                "device-group-sync",
+                pulumi.ResourceOptions(parent=parent, depends_on=list(declared.values())),
+            ),
+        )
+
+    profile = declared["server-ssl"]
     return TrustStoreOutputs(
         # From the trust's input fingerprints, which preview knows (the profile and the
         # object's name are inputs too), tied to the profile so exports wait for it.
-        trusted_sha256s=pulumi.Output.all(profile.name, sha256s).apply(
+        trusted_sha256s=pulumi.Output.all(profile.urn, sha256s).apply(
             lambda values: [str(sha256) for sha256 in values[1]]
         ),
-        object_names=pulumi.Output.all(certificate.name, profile.name).apply(
-            lambda names: [_full_path(partition, names[0]), names[1]]
+        object_names=pulumi.Output.all(ca_path, profile.urn).apply(
+            lambda values: [values[0], profile_path]
         ),
+    )
+
+
+def _plan_virtual_server(plan: _Plan, lb: Any, trust: ClusterTrust, profile_path: str) -> None:
+    """The virtual server users reach the cluster through, and what it needs.
+
+    With a client-SSL profile (ssl_termination: load_balancer; settings requires one exactly
+    then) the BIG-IP terminates SSL, adds X-Forwarded-For, keeps users on a node with a cookie
+    and re-encrypts to the nodes, verifying them with the server-SSL profile. Without one
+    (passthrough) the nodes' TLS goes through untouched: a TCP profile only, persistence by
+    source address (a cookie needs HTTP), and no server-SSL profile (it would wrap the
+    client's TLS in a second one). The monitor is the BIG-IP's own connection to each node,
+    so it verifies the node with the server-SSL profile in both modes.
+    """
+    vs = lb.virtual_server
+    passthrough = vs.client_ssl_profile is None
+    partition = lb.partition
+    base = f"/{partition}/ws1-{trust.service_fqdn}"
+
+    plan.device(
+        ltm.Monitor,
+        "heartbeat",
+        {
+            "name": f"{base}-heartbeat",
+            "parent": "/Common/https",
+            "send": HEARTBEAT_SEND.format(host=trust.service_fqdn),
+            "receive": HEARTBEAT_RECEIVE,
+            # The health check verifies the node exactly as the traffic does.
+            "ssl_profile": profile_path,
+        },
+        after=["server-ssl", "authenticate-name"],
+    )
+    plan.device(
+        ltm.Pool,
+        "pool",
+        {"name": f"{base}-pool", "monitors": [f"{base}-heartbeat"]},
+        after=["heartbeat"],
+    )
+    # One BIG-IP node per address (BIG-IP refuses two nodes with one address) and one pool
+    # member per address and port: appliances that share an address (as on a test host)
+    # are members of one node.
+    fqdns_at: dict[str, list[str]] = {}
+    for node in trust.nodes:
+        fqdns_at.setdefault(node.address, []).append(node.fqdn)
+    for address, fqdns in fqdns_at.items():
+        plan.device(
+            ltm.Node,
+            f"node-{_address_word(address)}",
+            {
+                "name": node_object_name(partition, address),
+                "address": address,
+                "description": " ".join(fqdns),
+                # The provider's default is /Common/icmp, which marks every member down where
+                # ICMP is blocked; health comes from the pool's heartbeat monitor
+                # (terraform-provider-bigip issue 529: "none" is accepted).
+                "monitor": "none",
+            },
+        )
+    members = []
+    for node in trust.nodes:
+        member = f"member-{_address_word(node.address)}-{node.service_port}"
+        plan.device(
+            ltm.PoolAttachment,
+            member,
+            {
+                "pool": f"{base}-pool",
+                "node": f"{node_object_name(partition, node.address)}:{node.service_port}",
+            },
+            after=["pool", f"node-{_address_word(node.address)}"],
+        )
+        members.append(member)
+    plan.device(
+        ltm.ProfileTcp,
+        "tcp",
+        {
+            "name": f"{base}-tcp",
+            "defaults_from": "/Common/tcp",
+            # Long-lived connections (admin console, device sync) outlast the 300 s default.
+            "idle_timeout": 3600,
+        },
+    )
+    # The provider updates a persistence profile's `name` in place (and a failed update
+    # deletes the profile): a new name must be a new profile.
+    by_name = ["name"]
+    tls_profiles: dict[str, Any] = {}
+    if passthrough:
+        # The BIG-IP must touch neither TLS nor HTTP: TCP only, and the client address is
+        # all there is to keep a user on one node.
+        persistence = "source-address"
+        plan.device(
+            ltm.PersistenceProfileSrcAddr,
+            persistence,
+            {"name": f"{base}-source-address", "defaults_from": "/Common/source_addr"},
+            replace_on_changes=by_name,
+        )
+        profiles = [f"{base}-tcp"]
+        needs = ["tcp"]
+    else:
+        persistence = "cookie"
+        plan.device(
+            ltm.PersistenceProfileCookie,
+            persistence,
+            {"name": f"{base}-cookie", "defaults_from": "/Common/cookie"},
+            replace_on_changes=by_name,
+        )
+        plan.device(
+            ltm.ProfileHttp,
+            "http",
+            {
+                "name": f"{base}-http",
+                "defaults_from": "/Common/http",
+                # The appliance logs and applies network rules by the client address.
+                "insert_xforwarded_for": "enabled",
+            },
+        )
+        profiles = [f"{base}-http", f"{base}-tcp"]
+        needs = ["http", "tcp", "server-ssl", "authenticate-name"]
+        tls_profiles = {
+            "client_profiles": [vs.client_ssl_profile],
+            "server_profiles": [profile_path],
+        }
+    plan.device(
+        ltm.VirtualServer,
+        "virtual-server",
+        {
+            "name": f"{base}-vs",
+            "destination": vs.destination,
+            "port": vs.port,
+            "pool": f"{base}-pool",
+            "persistence_profiles": [f"{base}-{persistence}"],
+            "profiles": profiles,
+            **_snat(vs.snat),
+            **tls_profiles,
+        },
+        after=["pool", persistence, *needs, *members],
+        # BIG-IP refuses a second virtual server on the same destination and port, so a
+        # renamed virtual server (new service FQDN or partition) must go before it comes.
+        delete_before_replace=True,
+    )
+
+
+def _snat(snat: str | None) -> dict[str, str]:
+    """Source address translation, always explicit so that removing it is applied too.
+
+    Without it the nodes answer the client's own address and the answer must route back
+    through the BIG-IP; in a one-arm design it does not, so use automap (the BIG-IP's self
+    IP) or a SNAT pool there. The provider sends `sourceAddressTranslation` {type, pool}
+    (resource_bigip_ltm_virtual_server.go: "none, automap, snat"; snatpool with "snat").
+    """
+    if snat is None:
+        return {"source_address_translation": "none"}
+    if snat == "automap":
+        return {"source_address_translation": "automap"}
+    return {"source_address_translation": "snat", "snatpool": snat}
+
+
+@dataclass
+class _Planned:
+    make: Callable[..., pulumi.CustomResource]
+    inputs: dict[str, Any]
+    after: tuple[str, ...]
+    on_device: bool  # a pulumi_f5bigip resource (else one of our REST dynamic resources)
+    options: dict[str, Any] = field(default_factory=dict)
+
+
+class _Plan:
+    """Every resource an entry declares, known before the first one is registered.
+
+    Knowing them all first gives the device-group check a digest of the whole declared
+    configuration (`revision`) and lets every resource depend on that check.
+    """
+
+    def __init__(self, names: Names) -> None:
+        self.names = names
+        self.planned: dict[str, _Planned] = {}
+
+    def device(
+        self,
+        make: Callable[..., pulumi.CustomResource],
+        what: str,
+        inputs: dict[str, Any],
+        *,
+        after: Sequence[str] = (),
+        **options: Any,
+    ) -> None:
+        self.planned[what] = _Planned(make, inputs, tuple(after), True, options)
+
+    def rest(
+        self,
+        make: Callable[..., pulumi.CustomResource],
+        what: str,
+        inputs: dict[str, Any],
+        *,
+        after: Sequence[str] = (),
+    ) -> None:
+        self.planned[what] = _Planned(make, inputs, tuple(after), False)
+
+    def revision(self) -> pulumi.Output[str]:
+        """SHA-256 over every declared input (the CA content is covered by its object name)."""
+        declared = {
+            what: {key: value for key, value in planned.inputs.items() if key != "content"}
+            for what, planned in self.planned.items()
+        }
+        return pulumi.Output.from_input(declared).apply(
+            lambda values: hashlib.sha256(
+                json.dumps(values, sort_keys=True, default=str).encode()
+            ).hexdigest()
+        )
+
+    def declare(
+        self, parent: pulumi.Resource, provider: f5bigip.Provider, first: pulumi.Resource | None
+    ) -> dict[str, pulumi.CustomResource]:
+        declared: dict[str, pulumi.CustomResource] = {}
+        for what, planned in self.planned.items():
+            depends_on: list[pulumi.Resource] = [declared[name] for name in planned.after]
+            if first is not None:
+                depends_on.insert(0, first)
+            opts = pulumi.ResourceOptions(
+                parent=parent,
+                provider=provider if planned.on_device else None,
+                depends_on=depends_on or None,
+                **planned.options,
+            )
+            declared[what] = planned.make(
+                self.names(what), **planned.inputs, opts=self.names.options(what, opts)
+            )
+        return declared
+
+
+def _management(lb: Any) -> Management:
+    return Management(
+        address=lb.address,
+        port=int(lb.port),
+        username=lb.username,
+        password_key=lb.password_key,
+        ca_path=str(lb.management_ca_path)
+        if lb.validate_management_certificate and lb.management_ca_path
+        else "",
     )
 
 
@@ -135,15 +471,16 @@ def _provider(lb: Any, parent: pulumi.Resource) -> f5bigip.Provider:
         options["trusted_cert_path"] = str(lb.management_ca_path)
     else:
         options["validate_certs_disable"] = True
+    names = _provider_logical_names(lb)
     provider = f5bigip.Provider(
-        f"{lb.name}-bigip",
+        names("bigip"),
         # A host name or IP: the provider adds https:// and appends `port` itself.
         address=lb.address,
         port=str(lb.port),  # a string in this provider's schema
         username=lb.username,
         # Otherwise every operation posts telemetry to F5.
         teem_disable=True,
-        opts=pulumi.ResourceOptions(parent=parent),
+        opts=names.options("bigip", pulumi.ResourceOptions(parent=parent)),
         **options,
     )
     if not lb.validate_management_certificate:
@@ -157,164 +494,9 @@ def _provider(lb: Any, parent: pulumi.Resource) -> f5bigip.Provider:
     return provider
 
 
-def _name_check(
-    lb: Any, trust: ClusterTrust, prefix: str, on_device: pulumi.ResourceOptions
-) -> tuple[str, list[pulumi.Resource]]:
-    """The parent profile that carries authenticate-name; returns its path and its resources.
-
-    pulumi_f5bigip's ProfileServerSsl has no authenticate-name argument
-    (terraform-provider-bigip issue 1168), so the check lives in a parent profile created with
-    tmsh through `f5bigip.Command`, and the managed profile inherits it via defaults_from.
-
-    What Command cannot do, and how this copes:
-    - It is never read back: refresh does not see a parent changed or deleted on the device.
-      Deleting it is still caught on the next change of the managed profile (its
-      defaults_from no longer resolves); changing it is not caught at all.
-    - It runs its commands on create and again when they change, and it reports failure only
-      for an HTTP error: tmsh's own error text can come back as a result. So the commands
-      must be safe to run twice and must never need to modify an existing object.
-    Hence the parent is content-addressed: its name contains the name it checks, so a new
-    service FQDN means a new parent (created), a repointed defaults_from (updated), and the
-    old parent deleted last by the cleanup command's replacement. Running `create` for a
-    parent that already exists cannot leave a wrong name check, because the same name means
-    the same content. `replace_on_changes` makes each change a replacement; replacement
-    keeps Pulumi's create-before-delete order (no delete_before_replace).
-    """
-    partition = lb.partition
-    parent_path = f"/{partition}/ws1-{trust.cluster}-verify-{trust.service_fqdn}"
-    by_replacement = pulumi.ResourceOptions.merge(
-        on_device, pulumi.ResourceOptions(replace_on_changes=["commands"])
-    )
-    create = f5bigip.Command(
-        f"{prefix}-verify-name",
-        commands=[
-            f"create ltm profile server-ssl {parent_path} defaults-from /Common/serverssl "
-            f"authenticate-name {trust.service_fqdn}"
-        ],
-        when="apply",
-        opts=by_replacement,
-    )
-    # Runs only when this resource is deleted: on destroy (after the managed profile, which
-    # depends on it) and when a new FQDN replaces it (after the profile was repointed).
-    cleanup = f5bigip.Command(
-        f"{prefix}-verify-name-cleanup",
-        commands=[f"delete ltm profile server-ssl {parent_path}"],
-        when="destroy",
-        opts=by_replacement,
-    )
-    return parent_path, [create, cleanup]
-
-
-def _virtual_server(
-    lb: Any,
-    trust: ClusterTrust,
-    prefix: str,
-    profile: ltm.ProfileServerSsl,
-    on_device: pulumi.ResourceOptions,
-) -> None:
-    """The virtual server users reach the cluster through.
-
-    With a client-SSL profile (ssl_termination: load_balancer; settings requires one exactly
-    then) the BIG-IP terminates SSL, adds X-Forwarded-For, keeps users on a node with a cookie
-    and re-encrypts to the nodes, verifying them with the server-SSL profile. Without one
-    (passthrough) the nodes' TLS goes through untouched: a TCP profile only, persistence by
-    source address (a cookie needs HTTP), and no server-SSL profile (it would wrap the
-    client's TLS in a second one). The monitor is the BIG-IP's own connection to each node,
-    so it verifies the node with the server-SSL profile in both modes.
-    """
-    vs = lb.virtual_server
-    passthrough = vs.client_ssl_profile is None
-    partition = lb.partition
-    base = f"/{partition}/ws1-{trust.cluster}"
-
-    monitor = ltm.Monitor(
-        f"{prefix}-heartbeat",
-        name=f"{base}-heartbeat",
-        parent="/Common/https",
-        send=(
-            f"GET {_HEARTBEAT_PATH} HTTP/1.1\r\nHost: {trust.service_fqdn}\r\n"
-            "Connection: close\r\n\r\n"
-        ),
-        receive="ok",
-        # The health check verifies the node exactly as the traffic does.
-        ssl_profile=profile.name,
-        opts=on_device,
-    )
-    pool = ltm.Pool(
-        f"{prefix}-pool",
-        name=f"{base}-pool",
-        monitors=[monitor.name],
-        opts=on_device,
-    )
-    for node in trust.nodes:
-        member = ltm.Node(
-            f"{prefix}-node-{node.fqdn}",
-            name=f"/{partition}/{node.fqdn}",
-            address=node.address,
-            opts=on_device,
-        )
-        ltm.PoolAttachment(
-            f"{prefix}-member-{node.fqdn}",
-            pool=pool.name,
-            node=pulumi.Output.concat(member.name, f":{node.service_port}"),
-            opts=on_device,
-        )
-    tcp = ltm.ProfileTcp(
-        f"{prefix}-tcp",
-        name=f"{base}-tcp",
-        defaults_from="/Common/tcp",
-        # Long-lived connections (admin console, device sync) outlast the 300 s default.
-        idle_timeout=3600,
-        opts=on_device,
-    )
-    # Passthrough: the BIG-IP must touch neither TLS nor HTTP, so TCP only, and the client
-    # address is all there is to keep a user on one node.
-    persistence: ltm.PersistenceProfileSrcAddr | ltm.PersistenceProfileCookie
-    tls_profiles: dict[str, Any] = {}
-    if passthrough:
-        persistence = ltm.PersistenceProfileSrcAddr(
-            f"{prefix}-source-address",
-            name=f"{base}-source-address",
-            defaults_from="/Common/source_addr",
-            opts=on_device,
-        )
-        profiles = [tcp.name]
-    else:
-        persistence = ltm.PersistenceProfileCookie(
-            f"{prefix}-cookie",
-            name=f"{base}-cookie",
-            defaults_from="/Common/cookie",
-            opts=on_device,
-        )
-        http = ltm.ProfileHttp(
-            f"{prefix}-http",
-            name=f"{base}-http",
-            defaults_from="/Common/http",
-            # The appliance logs and applies network rules by the client address.
-            insert_xforwarded_for="enabled",
-            opts=on_device,
-        )
-        profiles = [http.name, tcp.name]
-        tls_profiles = {
-            "client_profiles": [vs.client_ssl_profile],
-            "server_profiles": [profile.name],
-        }
-    ltm.VirtualServer(
-        f"{prefix}-virtual-server",
-        name=f"{base}-vs",
-        destination=vs.destination,
-        port=vs.port,
-        pool=pool.name,
-        persistence_profiles=[persistence.name],
-        profiles=profiles,
-        opts=on_device,
-        **tls_profiles,
-    )
-
-
 def check(lb: Any, cluster: Any) -> list[str]:
-    """Everything this module refuses for `lb` in front of `cluster` (settings.Cluster),
-    asked before the first resource of the stack is declared."""
+    """Everything this module refuses for `lb` in front of `cluster` (settings.Cluster), asked
+    before the first resource of the stack is declared (a refusal registers nothing)."""
     problems = []
     vs = lb.virtual_server
     if vs is not None and vs.port == _CONFIGURATOR_PORT:
@@ -329,12 +511,8 @@ def check(lb: Any, cluster: Any) -> list[str]:
                 f"{node.service_port}, the appliance configurator port; expected the "
                 "service port, e.g. 443."
             )
-    for what, word in (
-        ("partition", lb.partition),
-        ("cluster name", cluster.name),
-        ("service FQDN", cluster.service_fqdn),
-    ):
-        if not _TMSH_WORD.fullmatch(word):
+    for what, word in (("partition", lb.partition), ("service FQDN", cluster.service_fqdn)):
+        if not _OBJECT_WORD.fullmatch(word):
             problems.append(
                 f"load balancer {lb.name}: the {what} {word!r} cannot be used in a BIG-IP "
                 "object name; expected letters, digits, '.', '_' and '-'."

@@ -190,7 +190,7 @@ def test_a_full_valid_configuration_round_trips_with_defaults_lower_casing_and_p
                 partition="Common",
                 management_ca_path=MANAGEMENT_CA,
                 validate_management_certificate=True,
-                server_ssl_profile="ws1-ws1-lab-serverssl",
+                server_ssl_profile="ws1-lab.corp.example-serverssl",
                 virtual_server=VirtualServer("10.0.0.10", 443, "/Common/ws1-clientssl"),
             ),
         ),
@@ -222,7 +222,8 @@ def test_helpers_answer_in_the_operators_terms() -> None:
     assert settings.load_balancers_for("nobody") == ()
     lab_f5 = settings.load_balancers[1]
     assert isinstance(lab_f5, F5LoadBalancer)
-    assert lab_f5.server_ssl_profile_path == "/Common/ws1-ws1-lab-serverssl"
+    # Named after the service FQDN, like every object on the device.
+    assert lab_f5.server_ssl_profile_path == "/Common/ws1-lab.corp.example-serverssl"
     with pytest.raises(KeyError, match=r"No cluster named 'ws1-dev' is declared"):
         settings.cluster("ws1-dev")
 
@@ -1106,17 +1107,45 @@ def test_f5_settings_given_explicitly() -> None:
     assert lb.virtual_server == VirtualServer("10.0.0.10", 4443, "/Common/ws1-clientssl")
 
 
-def test_two_f5_entries_cannot_manage_the_same_profile_on_one_device() -> None:
+def test_two_f5_entries_for_one_cluster_on_one_device_and_partition_are_refused() -> None:
     def change(raw: dict[str, Any]) -> None:
         twin = copy.deepcopy(f5(raw))
         twin["name"] = "ws1-lab-f5-twin"
         twin["address"] = "bigip.CORP.example"
+        twin["server_ssl_profile"] = "another-profile"
         twin["virtual_server"]["destination"] = "10.0.0.11"
         raw["load_balancers"].append(twin)
 
     assert problems_after(change) == [
-        f"{P}load_balancers[2].server_ssl_profile: '/Common/ws1-ws1-lab-serverssl' on "
-        "'bigip.corp.example' is also managed by load_balancers[1]; give each a different "
+        f"{P}load_balancers[2].partition: load_balancers[1] already declares cluster 'ws1-lab' "
+        "on bigip.corp.example:443 in partition Common; two entries there would declare the "
+        "same objects (their names come from the cluster's service FQDN) and destroying one "
+        "would delete the other's. Declare the cluster once per BIG-IP and partition, or give "
+        "this entry another partition."
+    ]
+
+
+def test_the_same_cluster_in_another_partition_of_one_device_is_accepted() -> None:
+    raw = valid_raw()
+    twin = copy.deepcopy(f5(raw))
+    twin.update(name="ws1-lab-f5-twin", partition="Other")
+    twin["virtual_server"]["destination"] = "10.0.0.11"
+    raw["load_balancers"].append(twin)
+    lbs = parse_settings(raw, SECRETS, project_dir=PROJECT_DIR).load_balancers
+    assert [lb.partition for lb in lbs if isinstance(lb, F5LoadBalancer)] == ["Common", "Other"]
+
+
+def test_two_f5_entries_cannot_manage_the_same_profile_on_one_device() -> None:
+    def change(raw: dict[str, Any]) -> None:
+        twin = copy.deepcopy(f5(raw))
+        twin.update(name="ws1-prod-f5", cluster="ws1-prod", address="bigip.CORP.example")
+        twin["server_ssl_profile"] = "ws1-lab.corp.example-serverssl"
+        twin["virtual_server"] = {"destination": "10.0.0.11"}  # ws1-prod is passthrough
+        raw["load_balancers"].append(twin)
+
+    assert problems_after(change) == [
+        f"{P}load_balancers[2].server_ssl_profile: '/Common/ws1-lab.corp.example-serverssl' "
+        "on 'bigip.corp.example' is also managed by load_balancers[1]; give each a different "
         "server_ssl_profile."
     ]
 
@@ -1136,7 +1165,7 @@ def test_two_f5_entries_with_the_same_virtual_server_are_refused_as_one_device_g
         "one device group (e.g. the two units of an HA pair): this program names the objects "
         'per cluster, so config sync would make them collide (409 "already exists"), and '
         "destroying one entry would delete the other's objects. Declare one entry per device "
-        "group, at its floating management address."
+        "group, at the management address of its active unit, with device_group set."
     ]
 
 
@@ -1185,7 +1214,7 @@ def test_virtual_server_fields() -> None:
 
     assert problems_after(change) == [
         f"{P}load_balancers[1].virtual_server.pool: unknown key (expected one of: "
-        "destination, port, client_ssl_profile).",
+        "destination, port, client_ssl_profile, snat).",
         f"{P}load_balancers[1].virtual_server.destination: 'ws1.corp.example' is not an IP "
         "address (expected the virtual server's address, e.g. 10.0.0.10).",
         f"{P}load_balancers[1].virtual_server.client_ssl_profile: 'ws1-clientssl' is not a "

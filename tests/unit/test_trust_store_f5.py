@@ -22,16 +22,26 @@ from pulumi.runtime.mocks import MockMonitor
 from components import pki
 from components.settings import F5LoadBalancer, Node, VirtualServer
 from components.trust_stores import ClusterTrust, TrustStoreOutputs
-from components.trust_stores.f5 import ca_object_name, check, declare_trust
+from components.trust_stores.f5 import (
+    HEARTBEAT_RECEIVE,
+    ca_object_name,
+    check,
+    declare_trust,
+    node_object_name,
+)
 
 PROJECT = "ws1-access-lb-trust"
 PASSWORD = "Bigip-Pa55-do-not-leak-7d1f"  # a marker that must only ever appear as a secret
 SECRET_SIG = "4dabf18193072939515e22adb298388d"
 MGMT_CA = Path("/etc/ws1/bigip-mgmt-ca.pem")
 HEARTBEAT_SEND = (
-    "GET /SAAS/API/1.0/REST/system/health/heartbeat HTTP/1.1\r\n"
+    "GET /SAAS/API/1.0/REST/system/health/heartbeat HTTP/1.0\r\n"
     "Host: access.corp.example\r\nConnection: close\r\n\r\n"
 )
+SERVICE = "access.corp.example"
+NAME_CHECK_TYPE = "pulumi-python:dynamic/f5:ServerSslNameCheck"
+GROUP_CHECK_TYPE = "pulumi-python:dynamic/f5:DeviceGroupCheck"
+GROUP_SYNC_TYPE = "pulumi-python:dynamic/f5:DeviceGroupSync"
 
 
 # ------------------------------------------------------------------------------ harness
@@ -286,11 +296,9 @@ def test_opting_out_of_management_certificate_validation_warns(password_in_confi
 def test_validation_without_a_management_ca_is_refused(roots):
     lb = make_lb(management_ca_path=None)
     assert refusals(lb, make_trust(*roots)) == [
-        (
-            "load balancer bigip-dc1: validate_management_certificate is true but "
-            "management_ca_path is not set; expected the PEM file of the CA that signs the "
-            "BIG-IP management API certificate."
-        )
+        "load balancer bigip-dc1: validate_management_certificate is true but "
+        "management_ca_path is not set; expected the PEM file of the CA that signs the "
+        "BIG-IP management API certificate."
     ]
 
 
@@ -305,12 +313,14 @@ def test_root_ca_object_is_content_addressed_with_the_partition_apart(roots):
     assert certificate.typ == "f5bigip:ssl/certificate:Certificate", certificate.typ
     inputs = dict(certificate.inputs)
     assert secret_value(inputs.pop("content")) == bundle, "certificate content is the bundle"
-    expected_name = ca_object_name("prod", sha256s)
-    assert re.fullmatch(r"ws1-prod-rootca-[0-9a-f]{16}", expected_name), expected_name
+    expected_name = ca_object_name(SERVICE, sha256s)
+    assert re.fullmatch(r"ws1-access\.corp\.example-rootca-[0-9a-f]{16}", expected_name)
     assert inputs == {"name": expected_name, "partition": "ws1"}, (
         f"bigip-dc1-prod-appliance-root-ca inputs: {inputs}"
     )
     assert certificate.request.deleteBeforeReplace is False, "rotation must create first"
+    # The provider moves an object to another partition in place, PATCHing a missing path.
+    assert list(certificate.request.replaceOnChanges) == ["partition"]
 
 
 def test_changed_bundle_gives_a_different_object_name(roots):
@@ -327,10 +337,35 @@ def test_changed_bundle_gives_a_different_object_name(roots):
 def test_object_name_ignores_order_and_notation_of_fingerprints(roots):
     _, sha256s = roots
     plain = [s.replace(":", "").lower() for s in reversed(sha256s)]
-    assert ca_object_name("prod", sha256s) == ca_object_name("prod", plain)
-    assert ca_object_name("prod", sha256s) != ca_object_name("test", sha256s)
-    with pytest.raises(ValueError, match="cluster prod: no root CA fingerprint to trust"):
-        ca_object_name("prod", [])
+    assert ca_object_name(SERVICE, sha256s) == ca_object_name(SERVICE, plain)
+    assert ca_object_name(SERVICE, sha256s) != ca_object_name("login.corp.example", sha256s)
+    with pytest.raises(ValueError, match="no root CA fingerprint to trust"):
+        ca_object_name(SERVICE, [])
+
+
+def test_device_names_follow_the_service_fqdn_never_the_entry_or_cluster_label(roots):
+    trust = make_trust(*roots)
+    # The profile's default name (settings) comes from the service FQDN too.
+    profile = "ws1-access.corp.example-serverssl"
+    first = declare(make_lb(virtual_server=VS, server_ssl_profile=profile), trust)
+    renamed = declare(
+        make_lb(
+            name="bigip-renamed", cluster="renamed", virtual_server=VS, server_ssl_profile=profile
+        ),
+        dataclasses.replace(trust, cluster="renamed"),
+    )
+
+    def device_names(run: Run) -> list[str]:
+        return sorted(
+            str(r.inputs.get("name"))
+            for r in run.registrations.values()
+            if r.typ.startswith("f5bigip:") and "name" in r.inputs
+        )
+
+    names = device_names(first)
+    assert names == device_names(renamed), "renaming the entry must rename nothing on the device"
+    for name in names:
+        assert "bigip-dc1" not in name and "prod" not in name, name
 
 
 # ------------------------------------------------------------------------------ profile
@@ -339,62 +374,48 @@ def test_object_name_ignores_order_and_notation_of_fingerprints(roots):
 def test_server_ssl_profile_verifies_nodes_with_the_root_ca(roots):
     run = declare(make_lb(), make_trust(*roots))
 
-    ca_name = ca_object_name("prod", roots[1])
+    ca_name = ca_object_name(SERVICE, roots[1])
     profile = run["bigip-dc1-prod-server-ssl"]
     assert profile.typ == "f5bigip:ltm/profileServerSsl:ProfileServerSsl", profile.typ
     assert profile.inputs == {
         "name": "/Common/ws1-prod-serverssl",
-        "defaultsFrom": "/Common/ws1-prod-verify-access.corp.example",
+        "defaultsFrom": "/Common/serverssl",
         "caFile": f"/Common/{ca_name}",
         "peerCertMode": "require",
         "authenticate": "always",
         "authenticateDepth": 2,
         "untrustedCertResponseControl": "drop",
         "expireCertResponseControl": "drop",
-        "serverName": "access.corp.example",
+        "serverName": SERVICE,
         "cert": "none",
         "key": "none",
     }, f"bigip-dc1-prod-server-ssl inputs: {profile.inputs}"
+    depends = set(profile.request.dependencies)
+    assert run.urns["bigip-dc1-prod-appliance-root-ca"] in depends, depends
 
 
-def test_name_check_parent_is_created_and_removed_with_tmsh(roots):
+def test_name_check_is_set_on_the_managed_profile_over_rest(roots):
     run = declare(make_lb(partition="ws1"), make_trust(*roots))
 
-    create = run["bigip-dc1-prod-verify-name"]
-    assert create.typ == "f5bigip:index/command:Command", create.typ
-    assert create.inputs == {
-        "commands": [
-            "create ltm profile server-ssl /ws1/ws1-prod-verify-access.corp.example "
-            "defaults-from /Common/serverssl authenticate-name access.corp.example"
-        ],
-        "when": "apply",
-    }, f"bigip-dc1-prod-verify-name inputs: {create.inputs}"
-    cleanup = run["bigip-dc1-prod-verify-name-cleanup"]
-    assert cleanup.inputs == {
-        "commands": ["delete ltm profile server-ssl /ws1/ws1-prod-verify-access.corp.example"],
-        "when": "destroy",
-    }, f"bigip-dc1-prod-verify-name-cleanup inputs: {cleanup.inputs}"
-    for command in (create, cleanup):
-        assert list(command.request.replaceOnChanges) == ["commands"], command.name
-        assert command.request.deleteBeforeReplace is False, command.name
-
-    profile = run["bigip-dc1-prod-server-ssl"]
-    assert profile.inputs["defaultsFrom"] == "/ws1/ws1-prod-verify-access.corp.example"
-    depends = set(profile.request.dependencies)
-    assert {run.urns[create.name], run.urns[cleanup.name]} <= depends, (
-        f"bigip-dc1-prod-server-ssl must depend on both commands, depends on {depends}"
-    )
+    check = run["bigip-dc1-prod-authenticate-name"]
+    assert check.typ == NAME_CHECK_TYPE, check.typ
+    inputs = {key: value for key, value in check.inputs.items() if key != "__provider"}
+    assert inputs == {
+        "address": "bigip-dc1.corp.example",
+        "port": 443,
+        "username": "automation",
+        # The NAME of the config key: the provider reads the password itself.
+        "password_key": "bigipPassword",
+        "management_ca_path": str(MGMT_CA),
+        "profile": "/ws1/ws1-prod-serverssl",
+        "authenticate_name": SERVICE,
+    }, f"bigip-dc1-prod-authenticate-name inputs: {inputs}"
+    assert run.urns["bigip-dc1-prod-server-ssl"] in set(check.request.dependencies)
+    assert check.request.provider == "", "a dynamic resource takes no f5bigip provider"
+    assert not run.by_type("f5bigip:index/command:Command"), "no tmsh through bash any more"
 
 
-def test_other_service_fqdn_gives_another_parent_profile(roots):
-    run = declare(make_lb(), make_trust(*roots, service_fqdn="login.corp.example"))
-
-    assert run.inputs("bigip-dc1-prod-server-ssl")["defaultsFrom"] == (
-        "/Common/ws1-prod-verify-login.corp.example"
-    )
-
-
-def test_service_fqdn_that_would_break_the_tmsh_command_is_refused(roots):
+def test_service_fqdn_that_cannot_be_an_object_name_is_refused(roots):
     trust = make_trust(*roots, service_fqdn="access.corp.example' ; rm -rf /tmp/x '")
     [problem] = refusals(make_lb(), trust)
     assert problem.startswith(
@@ -404,7 +425,7 @@ def test_service_fqdn_that_would_break_the_tmsh_command_is_refused(roots):
 
 
 def test_every_device_resource_uses_the_explicit_provider_and_the_parent(roots):
-    run = declare(make_lb(virtual_server=VS), make_trust(*roots))
+    run = declare(make_lb(virtual_server=VS, device_group="ws1-ha"), make_trust(*roots))
 
     provider_ref = f"{run.urns['bigip-dc1-bigip']}::bigip-dc1-bigip-id"
     parent_urn = run.urns["access-trust"]
@@ -412,7 +433,7 @@ def test_every_device_resource_uses_the_explicit_provider_and_the_parent(roots):
         if name == "access-trust":
             continue
         assert registration.request.parent == parent_urn, f"{name}: parent"
-        if registration.typ.startswith("f5bigip:"):
+        if registration.typ.startswith("f5bigip:") and name != "bigip-dc1-bigip":
             assert registration.request.provider == provider_ref, f"{name}: provider"
 
 
@@ -422,7 +443,7 @@ def test_outputs_show_the_fingerprints_and_where_the_trust_lives(roots):
 
     assert run.outputs["trusted_sha256s"] == sha256s
     assert run.outputs["object_names"] == [
-        f"/Common/{ca_object_name('prod', sha256s)}",
+        f"/Common/{ca_object_name(SERVICE, sha256s)}",
         "/Common/ws1-prod-serverssl",
     ]
 
@@ -437,10 +458,12 @@ def test_without_virtual_server_only_the_trust_is_declared(roots):
         "access-trust",
         "bigip-dc1-bigip",
         "bigip-dc1-prod-appliance-root-ca",
+        "bigip-dc1-prod-authenticate-name",
         "bigip-dc1-prod-server-ssl",
-        "bigip-dc1-prod-verify-name",
-        "bigip-dc1-prod-verify-name-cleanup",
     ]
+
+
+BASE = "/Common/ws1-access.corp.example"
 
 
 def test_virtual_server_re_encrypts_to_verified_nodes(roots):
@@ -448,62 +471,69 @@ def test_virtual_server_re_encrypts_to_verified_nodes(roots):
 
     expected = {
         "bigip-dc1-prod-heartbeat": {
-            "name": "/Common/ws1-prod-heartbeat",
+            "name": f"{BASE}-heartbeat",
             "parent": "/Common/https",
             "send": HEARTBEAT_SEND,
-            "receive": "ok",
+            "receive": HEARTBEAT_RECEIVE,
             "sslProfile": "/Common/ws1-prod-serverssl",
         },
-        "bigip-dc1-prod-pool": {
-            "name": "/Common/ws1-prod-pool",
-            "monitors": ["/Common/ws1-prod-heartbeat"],
-        },
-        "bigip-dc1-prod-node-ws1-a.corp.example": {
-            "name": "/Common/ws1-a.corp.example",
+        "bigip-dc1-prod-pool": {"name": f"{BASE}-pool", "monitors": [f"{BASE}-heartbeat"]},
+        "bigip-dc1-prod-node-10.0.0.21": {
+            "name": "/Common/ws1-node-10.0.0.21",
             "address": "10.0.0.21",
+            "description": "ws1-a.corp.example",
+            "monitor": "none",
         },
-        "bigip-dc1-prod-node-ws1-b.corp.example": {
-            "name": "/Common/ws1-b.corp.example",
+        "bigip-dc1-prod-node-10.0.0.22": {
+            "name": "/Common/ws1-node-10.0.0.22",
             "address": "10.0.0.22",
+            "description": "ws1-b.corp.example",
+            "monitor": "none",
         },
-        "bigip-dc1-prod-member-ws1-a.corp.example": {
-            "pool": "/Common/ws1-prod-pool",
-            "node": "/Common/ws1-a.corp.example:443",
+        "bigip-dc1-prod-member-10.0.0.21-443": {
+            "pool": f"{BASE}-pool",
+            "node": "/Common/ws1-node-10.0.0.21:443",
         },
-        "bigip-dc1-prod-member-ws1-b.corp.example": {
-            "pool": "/Common/ws1-prod-pool",
-            "node": "/Common/ws1-b.corp.example:443",
+        "bigip-dc1-prod-member-10.0.0.22-443": {
+            "pool": f"{BASE}-pool",
+            "node": "/Common/ws1-node-10.0.0.22:443",
         },
-        "bigip-dc1-prod-cookie": {
-            "name": "/Common/ws1-prod-cookie",
-            "defaultsFrom": "/Common/cookie",
-        },
+        "bigip-dc1-prod-cookie": {"name": f"{BASE}-cookie", "defaultsFrom": "/Common/cookie"},
         "bigip-dc1-prod-http": {
-            "name": "/Common/ws1-prod-http",
+            "name": f"{BASE}-http",
             "defaultsFrom": "/Common/http",
             "insertXforwardedFor": "enabled",
         },
         "bigip-dc1-prod-tcp": {
-            "name": "/Common/ws1-prod-tcp",
+            "name": f"{BASE}-tcp",
             "defaultsFrom": "/Common/tcp",
             "idleTimeout": 3600,
         },
         "bigip-dc1-prod-virtual-server": {
-            "name": "/Common/ws1-prod-vs",
+            "name": f"{BASE}-vs",
             "destination": "10.0.0.10",
             "port": 443,
-            "pool": "/Common/ws1-prod-pool",
+            "pool": f"{BASE}-pool",
             "clientProfiles": ["/Common/ws1-clientssl"],
             "serverProfiles": ["/Common/ws1-prod-serverssl"],
-            "persistenceProfiles": ["/Common/ws1-prod-cookie"],
-            "profiles": ["/Common/ws1-prod-http", "/Common/ws1-prod-tcp"],
+            "persistenceProfiles": [f"{BASE}-cookie"],
+            "profiles": [f"{BASE}-http", f"{BASE}-tcp"],
+            "sourceAddressTranslation": "none",
         },
     }
     for name, inputs in expected.items():
         assert run.inputs(name) == inputs, f"{name} inputs: {run.inputs(name)}"
-    assert [r.name for r in run.by_type("f5bigip:ltm/virtualServer:VirtualServer")] == [
-        "bigip-dc1-prod-virtual-server"
-    ]
+    vs = run["bigip-dc1-prod-virtual-server"]
+    depends = set(vs.request.dependencies)
+    for needed in ("pool", "cookie", "http", "tcp", "server-ssl", "authenticate-name"):
+        assert run.urns[f"bigip-dc1-prod-{needed}"] in depends, f"virtual server after {needed}"
+    for address in ("10.0.0.21", "10.0.0.22"):
+        member = run[f"bigip-dc1-prod-member-{address}-443"]
+        assert run.urns[f"bigip-dc1-prod-node-{address}"] in set(member.request.dependencies)
+    # Same destination and port cannot exist twice on a BIG-IP: a renamed one goes first.
+    assert vs.request.deleteBeforeReplace is True
+    for persistence in ("bigip-dc1-prod-cookie",):
+        assert list(run[persistence].request.replaceOnChanges) == ["name"], persistence
 
 
 def test_passthrough_virtual_server_forwards_tcp_and_never_touches_tls_or_http(roots):
@@ -512,64 +542,141 @@ def test_passthrough_virtual_server_forwards_tcp_and_never_touches_tls_or_http(r
     run = declare(make_lb(virtual_server=vs), make_trust(*roots))
 
     assert run.inputs("bigip-dc1-prod-virtual-server") == {
-        "name": "/Common/ws1-prod-vs",
+        "name": f"{BASE}-vs",
         "destination": "10.0.0.10",
         "port": 443,
-        "pool": "/Common/ws1-prod-pool",
-        "persistenceProfiles": ["/Common/ws1-prod-source-address"],
-        "profiles": ["/Common/ws1-prod-tcp"],
+        "pool": f"{BASE}-pool",
+        "persistenceProfiles": [f"{BASE}-source-address"],
+        "profiles": [f"{BASE}-tcp"],
+        "sourceAddressTranslation": "none",
     }, f"bigip-dc1-prod-virtual-server inputs: {run.inputs('bigip-dc1-prod-virtual-server')}"
     persistence = run["bigip-dc1-prod-source-address"]
     source_address_type = "f5bigip:ltm/persistenceProfileSrcAddr:PersistenceProfileSrcAddr"
     assert persistence.typ == source_address_type, persistence.typ
     assert persistence.inputs == {
-        "name": "/Common/ws1-prod-source-address",
+        "name": f"{BASE}-source-address",
         "defaultsFrom": "/Common/source_addr",
     }, f"bigip-dc1-prod-source-address inputs: {persistence.inputs}"
-    assert run.inputs("bigip-dc1-prod-tcp") == {
-        "name": "/Common/ws1-prod-tcp",
-        "defaultsFrom": "/Common/tcp",
-        "idleTimeout": 3600,
-    }
+    assert list(persistence.request.replaceOnChanges) == ["name"]
     # The monitor is the BIG-IP's own TLS connection to each node: it still verifies them.
-    assert run.inputs("bigip-dc1-prod-heartbeat") == {
-        "name": "/Common/ws1-prod-heartbeat",
-        "parent": "/Common/https",
-        "send": HEARTBEAT_SEND,
-        "receive": "ok",
-        "sslProfile": "/Common/ws1-prod-serverssl",
-    }
+    assert run.inputs("bigip-dc1-prod-heartbeat")["sslProfile"] == "/Common/ws1-prod-serverssl"
     declared = sorted(run.registrations)
     for absent in ("bigip-dc1-prod-cookie", "bigip-dc1-prod-http"):
         assert absent not in declared, f"{absent} must not exist in passthrough: {declared}"
     assert run.by_type("f5bigip:ltm/profileHttp:ProfileHttp") == []
-    assert run.by_type("f5bigip:ltm/persistenceProfileCookie:PersistenceProfileCookie") == []
 
 
-def test_terminating_virtual_server_declares_no_source_address_persistence(roots):
-    run = declare(make_lb(virtual_server=VS), make_trust(*roots))
+@pytest.mark.parametrize(
+    ("snat", "expected"),
+    [
+        ("automap", {"sourceAddressTranslation": "automap"}),
+        ("/Common/ws1-snat", {"sourceAddressTranslation": "snat", "snatpool": "/Common/ws1-snat"}),
+    ],
+)
+def test_snat_is_declared_on_the_virtual_server(roots, snat, expected):
+    vs = VirtualServer("10.0.0.10", 443, "/Common/ws1-clientssl", snat)
+    run = declare(make_lb(virtual_server=vs), make_trust(*roots))
 
-    assert "bigip-dc1-prod-source-address" not in run.registrations
-    assert [r.name for r in run.by_type("f5bigip:ltm/profileHttp:ProfileHttp")] == [
-        "bigip-dc1-prod-http"
+    inputs = run.inputs("bigip-dc1-prod-virtual-server")
+    found = {key: inputs[key] for key in ("sourceAddressTranslation", "snatpool") if key in inputs}
+    assert found == expected, f"bigip-dc1-prod-virtual-server: {inputs}"
+
+
+def test_a_node_is_named_by_its_address_so_a_new_address_is_a_new_node(roots):
+    nodes = (Node("ws1-a.corp.example", "10.0.0.31"), Node("ws1-b.corp.example", "10.0.0.22"))
+    run = declare(make_lb(virtual_server=VS), make_trust(*roots, nodes=nodes))
+
+    assert "bigip-dc1-prod-node-10.0.0.21" not in run.registrations
+    assert run.inputs("bigip-dc1-prod-node-10.0.0.31")["name"] == "/Common/ws1-node-10.0.0.31"
+    assert run.inputs("bigip-dc1-prod-member-10.0.0.31-443")["node"] == (
+        "/Common/ws1-node-10.0.0.31:443"
+    )
+    assert node_object_name("Common", "2001:db8::21") == "/Common/ws1-node-2001.db8..21"
+
+
+def test_nodes_sharing_an_address_are_one_node_with_a_member_per_port(roots):
+    nodes = (
+        Node("ws1-a.corp.example", "10.0.0.21", service_port=9441),
+        Node("ws1-b.corp.example", "10.0.0.21", service_port=9442),
+    )
+    run = declare(make_lb(virtual_server=VS), make_trust(*roots, nodes=nodes))
+
+    assert [r.name for r in run.by_type("f5bigip:ltm/node:Node")] == [
+        "bigip-dc1-prod-node-10.0.0.21"
     ]
+    assert run.inputs("bigip-dc1-prod-node-10.0.0.21")["description"] == (
+        "ws1-a.corp.example ws1-b.corp.example"
+    )
+    attachment = "f5bigip:ltm/poolAttachment:PoolAttachment"
+    members = {r.name: r.inputs["node"] for r in run.by_type(attachment)}
+    assert members == {
+        "bigip-dc1-prod-member-10.0.0.21-9441": "/Common/ws1-node-10.0.0.21:9441",
+        "bigip-dc1-prod-member-10.0.0.21-9442": "/Common/ws1-node-10.0.0.21:9442",
+    }
 
 
 def test_virtual_server_on_the_configurator_port_is_refused(roots):
     vs = VirtualServer("10.0.0.10", 8443, "/Common/ws1-clientssl")
     assert refusals(make_lb(virtual_server=vs), make_trust(*roots)) == [
-        (
-            "load balancer bigip-dc1: the virtual server must not use 8443, the appliance "
-            "configurator port; expected the service port, e.g. 443."
-        )
+        "load balancer bigip-dc1: the virtual server must not use 8443, the appliance "
+        "configurator port; expected the service port, e.g. 443."
     ]
 
 
 def test_pool_member_on_the_configurator_port_is_refused(roots):
     nodes = (Node("ws1-a.corp.example", "10.0.0.21", service_port=8443),)
     assert refusals(make_lb(virtual_server=VS), make_trust(*roots, nodes=nodes)) == [
-        (
-            "load balancer bigip-dc1: pool member ws1-a.corp.example must not use 8443, the "
-            "appliance configurator port; expected the service port, e.g. 443."
-        )
+        "load balancer bigip-dc1: pool member ws1-a.corp.example must not use 8443, the "
+        "appliance configurator port; expected the service port, e.g. 443."
     ]
+
+
+# ------------------------------------------------------------------------------ device group
+
+
+def test_device_group_is_checked_first_and_synced_last(roots):
+    run = declare(make_lb(virtual_server=VS, device_group="ws1-ha"), make_trust(*roots))
+
+    check = run["bigip-dc1-prod-device-group-check"]
+    sync = run["bigip-dc1-prod-device-group-sync"]
+    assert (check.typ, sync.typ) == (GROUP_CHECK_TYPE, GROUP_SYNC_TYPE)
+    for registration in (check, sync):
+        assert registration.inputs["device_group"] == "ws1-ha"
+        assert re.fullmatch(r"[0-9a-f]{64}", registration.inputs["revision"]), registration.name
+    on_device = [
+        r
+        for r in run.registrations.values()
+        if r.name not in ("access-trust", "bigip-dc1-bigip", check.name, sync.name)
+    ]
+    assert len(on_device) > 10, sorted(r.name for r in on_device)
+    for registration in on_device:
+        assert run.urns[check.name] in set(registration.request.dependencies), registration.name
+        assert run.urns[registration.name] in set(sync.request.dependencies), registration.name
+
+
+def test_revision_changes_with_any_declared_input_and_only_then(roots):
+    def revision(**changes: Any) -> str:
+        lb = make_lb(virtual_server=VS, device_group="ws1-ha")
+        trust = make_trust(*roots)
+        if "lb" in changes:
+            lb = dataclasses.replace(lb, **changes["lb"])
+        if "trust" in changes:
+            trust = dataclasses.replace(trust, **changes["trust"])
+        run = declare(lb, trust)
+        (check,) = run.by_type(GROUP_CHECK_TYPE)
+        return str(check.inputs["revision"])
+
+    same = revision()
+    assert revision() == same
+    # A renamed entry declares the same objects: nothing to sync.
+    assert revision(lb={"name": "bigip-renamed"}) == same
+    moved = (Node("ws1-a.corp.example", "10.0.0.31"), Node("ws1-b.corp.example", "10.0.0.22"))
+    assert revision(trust={"nodes": moved}) != same
+    assert revision(lb={"virtual_server": VirtualServer("10.0.0.10", 443, None)}) != same
+    _, sha256s = roots
+    assert revision(trust={"root_ca_sha256s": sha256s[:1]}) != same
+
+
+def test_without_device_group_nothing_is_checked_or_synced(roots):
+    run = declare(make_lb(virtual_server=VS), make_trust(*roots))
+    assert run.by_type(GROUP_CHECK_TYPE) == [] and run.by_type(GROUP_SYNC_TYPE) == []
