@@ -175,3 +175,53 @@ def test_a_missing_device_group_stops_preview(tmp_path):
 
 def test_no_change_bench_figure_is_zero_requests(tmp_path):
     assert no_change_requests(tmp_path) == 0
+
+
+def _creates_and_deletes(result) -> dict[str, str]:
+    return {
+        urn.rsplit("::", 1)[1]: step
+        for urn, step in result.steps.items()
+        if step in ("create", "delete")
+    }
+
+
+@pytest.mark.parametrize("device_group", [None, "ws1-ha"])
+def test_a_renamed_big_ip_entry_plans_no_create_or_delete(tmp_path, device_group):
+    """Without previous_name, 17 creates and 17 deletes of the same device objects (the
+    delete of the old profile, last, would remove what the new entry uses)."""
+    with f5_world(tmp_path, device_group=device_group) as world:
+        if device_group:
+            world.bigip.add_device_group(device_group, auto_sync=True)
+        assert world.stack.up().error is None
+        world.change(name="bigip-east", previous_name="bigip-a")
+        world.bigip.reset_counters()
+
+        planned = world.stack.preview()
+        assert planned.error is None, planned.error
+        assert _creates_and_deletes(planned) == {}
+        applied = world.stack.up()
+        assert applied.error is None, applied.error
+        assert _creates_and_deletes(applied) == {}
+        assert set(applied.changed().values()) <= {"update"}, applied.changed()
+        assert world.bigip.writes() == 0, world.bigip.requests()
+        assert "bigip-east-ws1-server-ssl" in steps_by_name(applied)
+
+
+def test_a_renamed_cluster_plans_no_create_or_delete_on_the_big_ip(world):
+    assert world.stack.up().error is None
+    world.change(cluster="east")
+    world.change_trust(cluster="east", previous_cluster="ws1")
+
+    planned = world.stack.preview()
+    assert planned.error is None, planned.error
+    assert _creates_and_deletes(planned) == {}
+    assert planned.changed() == {}  # device names come from the service FQDN, not the label
+
+
+def test_without_previous_name_a_renamed_entry_collides_with_itself(world):
+    """What previous_name prevents: the same device objects created and deleted."""
+    assert world.stack.up().error is None
+    world.change(name="bigip-east")
+    planned = world.stack.preview()
+    steps = _creates_and_deletes(planned)
+    assert "bigip-east-ws1-server-ssl" in steps and "bigip-a-ws1-server-ssl" in steps, steps
