@@ -8,7 +8,7 @@ with its own private CA, that CA on the appliance.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -28,7 +28,7 @@ from components.appliance.observation import (
 )
 from components.appliance.root_ca import ApplianceRootCA
 from components.settings import Cluster
-from components.trust_stores import ClusterTrust, declare_trust_store
+from components.trust_stores import ClusterTrust, TrustStoreOutputs, declare_trust_store
 
 __all__ = ["AccessTrust", "ApprovedCluster", "observe_and_approve", "required_names"]
 
@@ -86,6 +86,13 @@ def observe_and_approve(
     return ApprovedCluster(observation, trusted)
 
 
+def _after_trust_stores(stores: Iterable[TrustStoreOutputs]) -> list[Any]:
+    """depends_on entries for "after every trust store is written": outputs that resolve to
+    None and carry the trust stores' resources (the SDK adds an Output's resources to
+    depends_on: pulumi/runtime/_depends_on.py), whatever the kind of load balancer."""
+    return [store.trusted_sha256s.apply(lambda _: None) for store in stores]
+
+
 class AccessTrust(pulumi.ComponentResource):
     """SSL trust between one Workspace ONE Access cluster and the load balancers in front of it."""
 
@@ -134,7 +141,12 @@ class AccessTrust(pulumi.ComponentResource):
                 admin_password_key=cluster.admin_password_key,
                 trusted_root_ca_bundle_pem=self.root_ca.root_ca_bundle_pem,
                 observation=observation,
-                opts=child,
+                # Every trust store first: a node may only move to a root CA once every
+                # load balancer trusts it (README, "Rotating the appliance certificate").
+                opts=pulumi.ResourceOptions(
+                    parent=self,
+                    depends_on=_after_trust_stores(self.trust_stores.values()),
+                ),
             )
             planned = {pki.sha256_fingerprint(root) for root in approved.trusted_root_cas}
             self.certificate.served.apply(
@@ -204,9 +216,10 @@ class AccessTrust(pulumi.ComponentResource):
         days = pki.days_until_expiry(certificate, now)
         if days <= warning_days:
             summary = pki.summarize(certificate)
+            when = f"expired {-days} days ago" if days < 0 else f"expires in {days} days"
             pulumi.log.warn(
-                f"cluster {cluster}: {what} {summary.subject} ({summary.sha256}) expires in "
-                f"{days} days, on {summary.not_after.date().isoformat()}.",
+                f"cluster {cluster}: {what} {summary.subject} ({summary.sha256}) {when}, on "
+                f"{summary.not_after.date().isoformat()}.",
                 resource=self,
             )
 
