@@ -57,7 +57,7 @@ _CLUSTER_KEYS = (
 )
 _NODE_KEYS = ("fqdn", "address", "service_port", "configurator_port")
 _COMMON_LB_KEYS = ("name", "kind", "cluster")
-_PEM_FILE_KEYS = (*_COMMON_LB_KEYS, "path")
+_PEM_FILE_KEYS = (*_COMMON_LB_KEYS, "path", "adopt_existing_file")
 _F5_KEYS = (
     *_COMMON_LB_KEYS,
     "address",
@@ -179,6 +179,9 @@ class PemFileLoadBalancer:
     name: str
     cluster: str
     path: Path
+    # True: a file already at `path` that this stack did not write may be taken over (its
+    # mode is kept; destroy deletes it). False: such a file is refused while planning.
+    adopt_existing_file: bool = False
 
 
 LoadBalancer: TypeAlias = F5LoadBalancer | PemFileLoadBalancer
@@ -754,7 +757,8 @@ class _Parser:
                     )
                 elif path != Path():
                     files[path] = obj.path
-                load_balancers.append(PemFileLoadBalancer(name, cluster, path))
+                adopt = obj.boolean("adopt_existing_file", False)
+                load_balancers.append(PemFileLoadBalancer(name, cluster, path, adopt))
             elif kind == "f5":
                 lb = self.f5(obj, name, cluster, by_name.get(cluster))
                 device = (lb.address, lb.port, lb.server_ssl_profile_path)
