@@ -148,10 +148,6 @@ class AccessTrust(pulumi.ComponentResource):
                     depends_on=_after_trust_stores(self.trust_stores.values()),
                 ),
             )
-            planned = {pki.sha256_fingerprint(root) for root in approved.trusted_root_cas}
-            self.certificate.served.apply(
-                lambda served: self._warn_untrusted(cluster.name, served, planned)
-            )
         else:
             self.certificate = None
 
@@ -222,19 +218,6 @@ class AccessTrust(pulumi.ComponentResource):
                 f"{summary.not_after.date().isoformat()}.",
                 resource=self,
             )
-
-    def _warn_untrusted(self, cluster: str, served: Any, planned: set[str]) -> None:
-        for fqdn, node in (served or {}).items():
-            root = node.get("root_ca_sha256")
-            if root and root not in planned:
-                pulumi.log.warn(
-                    f"cluster {cluster}: node {fqdn} now serves a certificate issued by "
-                    f"root CA {root}, which the load balancers do not trust yet (the "
-                    "appliance made a new root CA when it regenerated the certificate). "
-                    "Run `pulumi preview` to review it and `pulumi up` to trust it; see "
-                    "README, 'Rotating the appliance certificate'.",
-                    resource=self,
-                )
 
     def _exports(
         self, cluster: Cluster, approved: ApprovedCluster, now: datetime | None

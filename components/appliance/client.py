@@ -49,6 +49,8 @@ from components import pki
 
 __all__ = [
     "ADMIN_PASSWORD_VARIABLE",
+    "ALLOW_KEY_LOG_VARIABLE",
+    "key_log_refusal",
     "CONFIGURATOR_PATHS",
     "ApplianceError",
     "ConfiguratorSession",
@@ -77,6 +79,27 @@ PATHS_OVERRIDE_VARIABLE = "WS1_ACCESS_CONFIGURATOR_PATHS"
 ADMIN_PASSWORD_VARIABLE = "WS1_ACCESS_ADMIN_PASSWORD"  # noqa: S105 (a variable's name)
 
 TIMEOUT_VARIABLE = "WS1_ACCESS_HTTP_TIMEOUT"
+KEY_LOG_VARIABLE = "SSLKEYLOGFILE"
+ALLOW_KEY_LOG_VARIABLE = "WS1_ACCESS_ALLOW_SSLKEYLOGFILE"
+
+
+def key_log_refusal() -> str | None:
+    """Why a configurator login must not happen now, or None.
+
+    With SSLKEYLOGFILE set, Python's TLS (urllib3 reads it) writes the session keys to that
+    file, and whoever holds it can decrypt the login that carries the admin password. A
+    warning is not enough for that: the operator must say yes explicitly.
+    """
+    if not os.environ.get(KEY_LOG_VARIABLE):
+        return None
+    if os.environ.get(ALLOW_KEY_LOG_VARIABLE, "").strip().lower() in ("1", "true", "yes"):
+        return None
+    return (
+        f"environment variable {KEY_LOG_VARIABLE} is set, so the TLS keys of the configurator "
+        "login, which carries the appliance admin password, would be written to that file; "
+        f"unset {KEY_LOG_VARIABLE}, or, only while debugging TLS on a test appliance, set "
+        f"{ALLOW_KEY_LOG_VARIABLE}=true."
+    )
 
 
 def request_timeout() -> float:
@@ -444,6 +467,9 @@ def open_configurator(
     root CAs, and only the dates of that one pinned certificate are let through. Nothing
     else is relaxed: another certificate, another issuer or a bad signature still fails.
     """
+    refusal = key_log_refusal()
+    if refusal:
+        raise ApplianceError(f"node {node.fqdn}: not logging in to the configurator: {refusal}")
     presented_sha256 = observe_configurator_certificate(node, timeout)
     check_dates = True
     if current is not None and current.served_sha256 == presented_sha256:
