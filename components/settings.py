@@ -12,8 +12,9 @@ from typing import Any, ClassVar, Literal, TypeAlias
 
 import pulumi
 import pulumi.runtime
-from cryptography import x509
 from pulumi.config import ConfigTypeError
+
+from components import pki
 
 __all__ = [
     "ADMIN_PASSWORD_ENVIRONMENT_VARIABLE",
@@ -78,11 +79,6 @@ _LABEL = re.compile(r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?", re.IGNORECASE)
 _CONFIG_KEY = re.compile(r"[A-Za-z][A-Za-z0-9_.-]*")
 _F5_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_.-]{0,254}")
 _F5_PATH = re.compile(r"(?:/[A-Za-z0-9_.][A-Za-z0-9_.-]*){2,}")
-_FINGERPRINT = re.compile(r"(?:[0-9A-Fa-f]{2}:){31}[0-9A-Fa-f]{2}|[0-9A-Fa-f]{64}")
-_PEM_CERTIFICATE = re.compile(
-    r"-----BEGIN CERTIFICATE-----\s.*?-----END CERTIFICATE-----", re.DOTALL
-)
-_PEM_PRIVATE_KEY = re.compile(r"-----BEGIN [A-Z ]*PRIVATE KEY-----")
 
 
 # ---------------------------------------------------------------------------- the model
@@ -645,16 +641,22 @@ class _Parser:
             text = item.strip() if isinstance(item, str) else None
             if text is None or not text:
                 obj.report.add(path, f"expected a SHA-256 fingerprint, got {_kind(item)}.")
-            elif not _FINGERPRINT.fullmatch(text):
+                continue
+            try:
+                # The same rules as the certificate code: colons, spaces or none, any case,
+                # with or without openssl's "sha256 Fingerprint=" prefix.
+                pins.append(pki.normalize_fingerprint(text, "this value"))
+            except pki.CertificateError as error:
+                shown = (
+                    "the given value is not a SHA-256 fingerprint (expected 64 hex digits)"
+                    if obj.hidden
+                    else str(error).rstrip(".")
+                )
                 obj.report.add(
                     path,
-                    f"{obj.show(text)} is not a SHA-256 fingerprint (expected 64 hex digits, "
-                    "with or without a colon between pairs, as printed by "
-                    "`openssl x509 -noout -fingerprint -sha256`).",
+                    f"{shown} (printed by `openssl x509 -noout -fingerprint -sha256`, or shown "
+                    "on the appliance console).",
                 )
-            else:
-                digits = text.replace(":", "").upper()
-                pins.append(":".join(digits[i : i + 2] for i in range(0, 64, 2)))
         return tuple(dict.fromkeys(pins))
 
     def extra_sans(self, obj: _Object) -> tuple[str, ...]:
@@ -686,45 +688,20 @@ class _Parser:
         return self.certificate_pem(obj, key, "the load balancer's root CA")
 
     def certificate_pem(self, obj: _Object, key: str, expected: str) -> str | None:
+        """PEM text read by the same rules as the certificate code (components/pki.py), so
+        what one accepts the other never refuses; returned as canonical PEM."""
         value = obj.get(key)
         if value is None:
             return None
         if not isinstance(value, str):
-            obj.problem(key, f"expected PEM text, got {_kind(value)}.")
-            return None
-        if _PEM_PRIVATE_KEY.search(value):
-            obj.problem(
-                key,
-                "contains a private key; remove it from the stack configuration and keep only "
-                "the certificate (and rotate that key, since it has been exposed).",
-            )
-            return None
-        if not _PEM_CERTIFICATE.search(value):
-            obj.problem(
-                key,
-                f"does not contain a PEM certificate (expected {expected}, "
-                "from -----BEGIN CERTIFICATE----- to -----END CERTIFICATE-----).",
-            )
+            obj.problem(key, f"expected PEM text ({expected}), got {_kind(value)}.")
             return None
         try:
-            x509.load_pem_x509_certificates(value.encode())
-        except ValueError as error:
-            # cryptography's own text is about its parser; say what it means for the operator.
-            if str(error).startswith("Unable to load PEM file"):
-                reason = (
-                    "the text between -----BEGIN CERTIFICATE----- and -----END CERTIFICATE----- "
-                    "is not base64 (is it still the example placeholder?)"
-                )
-            else:
-                reason = (
-                    "the base64 text is not an X.509 certificate (was it cut short when pasted?)"
-                )
-            obj.problem(
-                key,
-                f"is not a valid PEM certificate: {reason}; expected {expected}, as PEM text.",
-            )
+            certificates = pki.load_bundle(value, "the value")
+        except pki.CertificateError as error:
+            obj.problem(key, _pem_problem(error, expected))
             return None
-        return value.strip() + "\n"
+        return pki.bundle_pem(certificates)
 
     # -- load balancers
 
@@ -869,6 +846,8 @@ class _Parser:
                 f"{shown} does not exist (expected the PEM file of the CA "
                 "that signs the BIG-IP management certificate).",
             )
+        elif ca_path is not None:
+            self.ca_file(obj, "management_ca_path", ca_path)
         if validate and ca_path is None and obj.get("management_ca_path") is None:
             obj.problem(
                 "management_ca_path",
@@ -895,6 +874,23 @@ class _Parser:
             server_ssl_profile=profile or "",
             virtual_server=virtual_server,
         )
+
+    def ca_file(self, obj: _Object, key: str, path: Path) -> None:
+        """A CA file checked like every other CA input: PEM, CAs only, valid, no private key."""
+        try:
+            data = path.read_bytes()[: 1024 * 1024]
+        except OSError as error:
+            obj.problem(key, f"cannot be read ({error.strerror}); expected a readable PEM file.")
+            return
+        try:
+            for certificate in pki.load_bundle(data, "the file"):
+                pki.check_ca(certificate, "the file")
+        except pki.CertificateError as error:
+            obj.problem(
+                key,
+                f"{error} Expected the PEM file of the CA that signs the BIG-IP "
+                "management certificate.",
+            )
 
     def f5_name(self, obj: _Object, key: str, expected: str) -> str | None:
         value = obj.text(key, expected, required=False)
@@ -990,7 +986,13 @@ class _Parser:
             pass
         host = value.lower().rstrip(".")
         labels = host.split(".")
-        if len(host) > 253 or not all(_LABEL.fullmatch(label) for label in labels):
+        # A name whose last label is all digits ("10.1", "3232235777") is no DNS name; the
+        # system resolver reads it as an abbreviated IPv4 address of some other host.
+        if (
+            len(host) > 253
+            or not all(_LABEL.fullmatch(label) for label in labels)
+            or labels[-1].isdigit()
+        ):
             obj.problem(
                 key,
                 f"{obj.show(value)} is neither an IP address nor a valid host name "
@@ -1049,13 +1051,13 @@ class _Parser:
                 return default
             name = text
         if needed and name != default and name not in self.raw:
-            named = "a config key" if obj.hidden else f"config key {name}"
-            command = f"pulumi config set --secret {'<key>' if obj.hidden else name}"
+            # Not echoed: what was typed here may be the password itself.
             obj.problem(
                 key,
-                f"names {named}, which this stack does not set; set it with `{command}`, or "
-                f"remove {key} to use the default key ({default}) or the {variable} "
-                "environment variable.",
+                "names a config key that this stack does not set (the name is not repeated "
+                "here, in case a password was typed where its key's name belongs); set that "
+                f"key with `pulumi config set --secret <key>`, or remove {key} to use the "
+                f"default key ({default}) or the {variable} environment variable.",
             )
         self.password_keys.append(name)
         if name in self.raw and f"{PROJECT}:{name}" not in self.secret_keys:
@@ -1084,6 +1086,32 @@ def _dns_problem(value: str) -> str | None:
     if len(labels) < 2:
         return "is not a fully qualified DNS name"
     return None
+
+
+def _pem_problem(error: pki.CertificateError, expected: str) -> str:
+    """pki's judgement of pasted PEM text, worded for a stack config value."""
+    if isinstance(error, pki.PrivateKeyNotCertificateError):
+        return (
+            "contains a private key; remove it from the stack configuration and keep only "
+            "the certificate (and rotate that key, since it has been exposed)."
+        )
+    if isinstance(error, pki.EmptyInputError) or (
+        isinstance(error, pki.NotPemError) and "no -----BEGIN CERTIFICATE-----" in str(error)
+    ):
+        return (
+            f"does not contain a PEM certificate (expected {expected}, "
+            "from -----BEGIN CERTIFICATE----- to -----END CERTIFICATE-----)."
+        )
+    if isinstance(error, pki.CorruptPemError) and "damaged base64" in str(error):
+        reason = (
+            "the text between -----BEGIN CERTIFICATE----- and -----END CERTIFICATE----- "
+            "is not base64 (is it still the example placeholder?)"
+        )
+    elif isinstance(error, pki.CorruptPemError) and "not a valid X.509" in str(error):
+        reason = "the base64 text is not an X.509 certificate (was it cut short when pasted?)"
+    else:
+        return f"{error} Expected {expected}, as PEM text."
+    return f"is not a valid PEM certificate: {reason}; expected {expected}, as PEM text."
 
 
 def _unknown_key(key: str, known: Sequence[str], *, top_level: bool = False) -> str:

@@ -474,9 +474,10 @@ def open_configurator(
     check_dates = True
     if current is not None and current.served_sha256 == presented_sha256:
         check_dates = not _outside_validity_but_trusted(current, trusted_roots_pem)
-    with _verified_session(
-        node, trusted_roots_pem, presented_sha256, check_dates=check_dates
-    ) as (http_session, adapter):
+    with _verified_session(node, trusted_roots_pem, presented_sha256, check_dates=check_dates) as (
+        http_session,
+        adapter,
+    ):
         session = ConfiguratorSession(node, http_session, timeout or request_timeout(), adapter)
         session._login(password)
         yield session

@@ -152,9 +152,7 @@ def test_stale_temporary_files_of_an_interrupted_write_are_removed(provider, tmp
     assert fresh.exists() and foreign.exists()
 
 
-def test_a_failed_directory_sync_says_the_file_is_in_place(
-    provider, tmp_path, bundle, monkeypatch
-):
+def test_a_failed_directory_sync_says_the_file_is_in_place(provider, tmp_path, bundle, monkeypatch):
     target = tmp_path / "ca.pem"
     real_fsync = os.fsync
 
