@@ -13,7 +13,12 @@ from collections.abc import Mapping
 import pulumi
 
 from components.access_trust import ApprovedCluster, required_names
-from components.appliance.client import ADMIN_PASSWORD_VARIABLE, key_log_refusal
+from components.appliance.client import (
+    ADMIN_PASSWORD_VARIABLE,
+    ApplianceError,
+    configurator_paths,
+    key_log_refusal,
+)
 from components.settings import F5LoadBalancer, Settings
 
 __all__ = ["BIGIP_PASSWORD_VARIABLE", "check_credentials", "warn_about_environment"]
@@ -59,6 +64,11 @@ def check_credentials(settings: Settings, approved: Mapping[str, ApprovedCluster
                 f"the environment variable {BIGIP_PASSWORD_VARIABLE} is set; set it with "
                 f"`pulumi config set --secret {lb.password_key}`."
             )
+    if logs_in:
+        try:
+            configurator_paths()  # an override that does not parse is said while planning
+        except ApplianceError as problem:
+            problems.append(f"cluster(s) {', '.join(logs_in)}: {problem}")
     refusal = key_log_refusal()
     if logs_in and refusal:
         problems.append(

@@ -4,7 +4,11 @@
   resource; target under 1024 bytes);
 * the emulated appliance's request counts for each lifecycle scenario of
   tests/program/scenarios.py, leaving out each scenario's setup steps (target for
-  no-change: 0 writes and at most 1 read per node).
+  no-change: 0 writes and at most 1 read per node);
+* for the scenarios where regeneration makes a new root CA, the most nodes that some load
+  balancer refused after any step (target: at most 1);
+* the bad-input catalogue of tests/reliability/cases.py: how many cases got a clear error
+  naming the place, how many escaped as tracebacks, how many changed something first.
 
 Figures, not timings: counts do not depend on the machine.
 """
@@ -22,6 +26,7 @@ from components.appliance.lb_root import ApplianceLoadBalancerRootCAProvider
 from components.appliance.root_ca import ApplianceRootCAProvider
 from components.trust_stores.pem_file import PemTrustBundleProvider
 from tests.program import scenarios
+from tests.reliability import cases as bad_inputs
 
 PROVIDERS = {
     "ApplianceRootCA": ApplianceRootCAProvider,
@@ -64,6 +69,13 @@ def main() -> int:
         )
     # Over its pinned, trust-on-first-use and fault-on-the-second-node variants.
     print(f"scenario new-root-on-regeneration: nodes off trust at worst {worst_off_trust}")
+    with tempfile.TemporaryDirectory() as directory:
+        outcomes = bad_inputs.run_all(Path(directory))
+    print(
+        f"bad inputs: {len(outcomes)} cases, {sum(o.clear for o in outcomes)} clear, "
+        f"{sum(o.traceback for o in outcomes)} tracebacks, "
+        f"{sum(o.half_applied for o in outcomes)} half-applied"
+    )
     return 0
 
 

@@ -50,6 +50,7 @@ from components import pki
 __all__ = [
     "ADMIN_PASSWORD_VARIABLE",
     "ALLOW_KEY_LOG_VARIABLE",
+    "configurator_paths",
     "key_log_refusal",
     "CONFIGURATOR_PATHS",
     "ApplianceError",
