@@ -212,7 +212,8 @@ class AccessTrust(pulumi.ComponentResource):
         days = pki.days_until_expiry(certificate, now)
         if days <= warning_days:
             summary = pki.summarize(certificate)
-            when = f"expired {-days} days ago" if days < 0 else f"expires in {days} days"
+            count = f"{abs(days)} day{'' if abs(days) == 1 else 's'}"
+            when = f"expired {count} ago" if days < 0 else f"expires in {count}"
             pulumi.log.warn(
                 f"cluster {cluster}: {what} {summary.subject} ({summary.sha256}) {when}, on "
                 f"{summary.not_after.date().isoformat()}.",

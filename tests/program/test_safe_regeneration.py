@@ -88,3 +88,30 @@ def test_tls_key_logging_explicitly_allowed_logs_in(stack_needing_a_login, monke
     result = stack.up()
     assert result.error is None, result.error
     assert emulator.logins() == 3
+
+
+def test_an_expired_certificate_is_said_to_have_expired(tmp_path):
+    with scenarios.world(tmp_path) as world:
+        world.cluster_config["manage_certificate"] = False
+        assert world.stack.up().error is None
+        world.emulator.node(node_fqdn(2)).serve_expired_certificate()
+        result = world.stack.preview()
+    expired = [w for w in result.warnings if node_fqdn(2) in w and "expired" in w]
+    assert any(" ago, on " in w for w in expired), result.warnings
+    assert not any("expires in -" in w for w in result.warnings), result.warnings
+
+
+def test_a_root_ca_that_changed_between_planning_and_applying_is_said_to_have_changed(tmp_path):
+    from components.appliance.root_ca import ApplianceRootCAProvider
+
+    with scenarios.world(tmp_path) as world:
+        assert world.stack.up().error is None
+        root = next(r for r in world.stack.state.values() if r.type.endswith("ApplianceRootCA"))
+        planned = dict(root.outputs)  # what this run planned: the pinned, old root CA
+        scenarios.regenerate_every_node_from_a_new_root_ca(world)  # meanwhile, on the nodes
+        new_root = world.emulator.node(node_fqdn(1)).root_ca_sha256
+        with pytest.raises(RuntimeError) as error:
+            ApplianceRootCAProvider().update("local", planned, planned)
+    message = str(error.value)
+    assert "changed after this run was planned" in message, message
+    assert new_root in message and "Nothing was trusted" in message
