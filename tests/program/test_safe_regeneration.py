@@ -105,8 +105,9 @@ def test_a_root_ca_that_changed_between_planning_and_applying_is_said_to_have_ch
     from components.appliance.root_ca import ApplianceRootCAProvider
 
     with scenarios.world(tmp_path) as world:
-        assert world.stack.up().error is None
-        root = next(r for r in world.stack.state.values() if r.type.endswith("ApplianceRootCA"))
+        up = world.stack.up()
+        assert up.error is None
+        root = next(r for r in up.resources.values() if r.type.endswith("ApplianceRootCA"))
         planned = dict(root.outputs)  # what this run planned: the pinned, old root CA
         scenarios.regenerate_every_node_from_a_new_root_ca(world)  # meanwhile, on the nodes
         new_root = world.emulator.node(node_fqdn(1)).root_ca_sha256

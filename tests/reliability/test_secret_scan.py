@@ -105,11 +105,9 @@ def test_canary_passwords_are_found_nowhere(
         cwd=str(tmp_path),
     )
     runs: list[RunResult] = []
-    states: list[str] = []
 
     def record(result: RunResult) -> RunResult:
         runs.append(result)
-        states.append(repr(stack.state))
         return result
 
     up = record(stack.up())
@@ -126,7 +124,7 @@ def test_canary_passwords_are_found_nowhere(
 
     # The same failure, raised by the provider itself, to see the exception and its chain.
     provider = ApplianceCertificateProvider()
-    certificate = next(r for r in stack.state.values() if r.type.endswith("ApplianceCertificate"))
+    certificate = next(r for r in up.resources.values() if r.type.endswith("ApplianceCertificate"))
     props = dict(certificate.outputs)
     props["sans"] = [*props["sans"], "ws1-dr2.local.test"]
     monkeypatch.setenv("WS1_ACCESS_ADMIN_PASSWORD", WRONG_CANARY)
@@ -150,6 +148,8 @@ def test_canary_passwords_are_found_nowhere(
         haystack.append((f"run {index} error", result.error or ""))
         haystack.append((f"run {index} warnings", "\n".join(result.warnings)))
         haystack.append((f"run {index} outputs", json.dumps(result.outputs, default=repr)))
+        # The state after each run: every resource's inputs, outputs and pickled provider.
+        haystack.append((f"run {index} state", repr(result.resources)))
         for resource in result.resources.values():
             provider_blob = str(resource.inputs.get(PROVIDER_KEY, ""))
             haystack.append((f"{resource.urn} provider", provider_blob))
@@ -158,12 +158,12 @@ def test_canary_passwords_are_found_nowhere(
                 haystack.append((f"{resource.urn} provider (decoded)", decoded))
             haystack.append((f"{resource.urn} inputs", repr(resource.inputs)))
             haystack.append((f"{resource.urn} outputs", repr(resource.outputs)))
-    haystack.extend((f"state after run {index}", state) for index, state in enumerate(states))
     haystack.append(("log records", "\n".join(r.getMessage() for r in caplog.records)))
     haystack.append(("captured log text", caplog.text))
     for path in sorted(Path(tmp_path).rglob("*")):
         if path.is_file():
             haystack.append((str(path), path.read_bytes().decode("latin-1")))
     assert len(haystack) > 20
+    assert any(where.endswith("provider (decoded)") for where, _ in haystack), "no provider seen"
     found = {where: leaks(text) for where, text in haystack if leaks(text)}
     assert found == {}
