@@ -330,13 +330,15 @@ class PemTrustBundle(pulumi.dynamic.Resource, module="trust_stores", name="PemTr
         adopt_existing_file: bool = False,
         opts: pulumi.ResourceOptions | None = None,
     ) -> None:
-        props = {
+        props: dict[str, Any] = {
             "path": path,
-            "adopt_existing_file": adopt_existing_file,
             "bundle_pem": bundle_pem,
             "load_balancer": load_balancer,
             "sha256s": None,  # output only
         }
+        if adopt_existing_file:
+            # Only when set: stacks from before this setting see no change in preview.
+            props["adopt_existing_file"] = True
         super().__init__(PemTrustBundleProvider(), resource_name, props, opts)
 
 

@@ -173,3 +173,25 @@ def test_a_failed_directory_sync_says_the_file_is_in_place(provider, tmp_path, b
     # The rerun finds exactly the planned bundle there and records it.
     assert provider.check({}, props(target, bundle)).failures == []
     provider.create(props(target, bundle))
+
+
+def test_the_stack_setting_adopts_a_foreign_file_through_the_whole_program(tmp_path):
+    from tests.program import scenarios
+
+    with scenarios.world(tmp_path) as world:
+        assert world.stack.up().error is None
+        directory = tmp_path / "lb" / "proxy-c"
+        directory.mkdir()
+        existing = directory / "ca.pem"
+        existing.write_text("# the proxy's own CA file\n")
+        os.chmod(existing, 0o600)
+        entry = {"name": "proxy-c", "kind": "pem_file", "cluster": "local", "path": str(existing)}
+        world.stack.config["load_balancers"].append(entry)
+        refused = world.stack.up()
+        assert refused.error and "adopt_existing_file" in refused.error
+        assert existing.read_text() == "# the proxy's own CA file\n"
+        entry["adopt_existing_file"] = True
+        adopted = world.stack.up()
+        assert adopted.error is None, adopted.error
+        assert "BEGIN CERTIFICATE" in existing.read_text()
+        assert stat.S_IMODE(existing.stat().st_mode) == 0o600
