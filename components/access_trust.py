@@ -8,7 +8,7 @@ with its own private CA, that CA on the appliance.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -29,7 +29,7 @@ from components.appliance.observation import (
 from components.appliance.root_ca import ApplianceRootCA
 from components.naming import Names
 from components.settings import Cluster
-from components.trust_stores import ClusterTrust, declare_trust_store
+from components.trust_stores import ClusterTrust, TrustStoreOutputs, declare_trust_store
 
 __all__ = ["AccessTrust", "ApprovedCluster", "observe_and_approve", "required_names"]
 
@@ -87,6 +87,13 @@ def observe_and_approve(
     return ApprovedCluster(observation, trusted)
 
 
+def _after_trust_stores(stores: Iterable[TrustStoreOutputs]) -> list[Any]:
+    """depends_on entries for "after every trust store is written": outputs that resolve to
+    None and carry the trust stores' resources (the SDK adds an Output's resources to
+    depends_on: pulumi/runtime/_depends_on.py), whatever the kind of load balancer."""
+    return [store.trusted_sha256s.apply(lambda _: None) for store in stores]
+
+
 class AccessTrust(pulumi.ComponentResource):
     """SSL trust between one Workspace ONE Access cluster and the load balancers in front of it."""
 
@@ -139,11 +146,15 @@ class AccessTrust(pulumi.ComponentResource):
                 admin_password_key=cluster.admin_password_key,
                 trusted_root_ca_bundle_pem=self.root_ca.root_ca_bundle_pem,
                 observation=observation,
-                opts=names.options("certificate", child),
-            )
-            planned = {pki.sha256_fingerprint(root) for root in approved.trusted_root_cas}
-            self.certificate.served.apply(
-                lambda served: self._warn_untrusted(cluster.name, served, planned)
+                # Every trust store first: a node may only move to a root CA once every
+                # load balancer trusts it (README, "Rotating the appliance certificate").
+                opts=names.options(
+                    "certificate",
+                    pulumi.ResourceOptions(
+                        parent=self,
+                        depends_on=_after_trust_stores(self.trust_stores.values()),
+                    ),
+                ),
             )
         else:
             self.certificate = None
@@ -221,24 +232,13 @@ class AccessTrust(pulumi.ComponentResource):
         days = pki.days_until_expiry(certificate, now)
         if days <= warning_days:
             summary = pki.summarize(certificate)
+            count = f"{abs(days)} day{'' if abs(days) == 1 else 's'}"
+            when = f"expired {count} ago" if days < 0 else f"expires in {count}"
             pulumi.log.warn(
-                f"cluster {cluster}: {what} {summary.subject} ({summary.sha256}) expires in "
-                f"{days} days, on {summary.not_after.date().isoformat()}.",
+                f"cluster {cluster}: {what} {summary.subject} ({summary.sha256}) {when}, on "
+                f"{summary.not_after.date().isoformat()}.",
                 resource=self,
             )
-
-    def _warn_untrusted(self, cluster: str, served: Any, planned: set[str]) -> None:
-        for fqdn, node in (served or {}).items():
-            root = node.get("root_ca_sha256")
-            if root and root not in planned:
-                pulumi.log.warn(
-                    f"cluster {cluster}: node {fqdn} now serves a certificate issued by "
-                    f"root CA {root}, which the load balancers do not trust yet (the "
-                    "appliance made a new root CA when it regenerated the certificate). "
-                    "Run `pulumi preview` to review it and `pulumi up` to trust it; see "
-                    "README, 'Rotating the appliance certificate'.",
-                    resource=self,
-                )
 
     def _exports(self, cluster: Cluster, approved: ApprovedCluster) -> dict[str, Any]:
         # Only clock-independent values: `pulumi up --plan` compares every output with the

@@ -15,7 +15,12 @@ from collections.abc import Mapping
 import pulumi
 
 from components.access_trust import ApprovedCluster, required_names
-from components.appliance.client import ADMIN_PASSWORD_VARIABLE
+from components.appliance.client import (
+    ADMIN_PASSWORD_VARIABLE,
+    ApplianceError,
+    configurator_paths,
+    key_log_refusal,
+)
 from components.settings import F5LoadBalancer, Settings
 from components.trust_stores import check_trust_store
 
@@ -32,6 +37,7 @@ BIGIP_PASSWORD_VARIABLE = "BIGIP_PASSWORD"  # noqa: S105 (a variable's name)
 def check_credentials(settings: Settings, approved: Mapping[str, ApprovedCluster]) -> None:
     """Raise pulumi.RunError listing every credential this run will need but cannot find."""
     problems = []
+    logs_in = []
     for cluster in settings.clusters:
         reasons = []
         if cluster.manage_certificate:
@@ -42,6 +48,8 @@ def check_credentials(settings: Settings, approved: Mapping[str, ApprovedCluster
                 reasons.append(f"node(s) {', '.join(nodes)} need a new certificate")
         if cluster.load_balancer_root_ca:
             reasons.append("the load balancer root CA is managed on the appliance")
+        if reasons:
+            logs_in.append(cluster.name)
         if (
             reasons
             and not cluster.admin_password_in_config
@@ -64,6 +72,17 @@ def check_credentials(settings: Settings, approved: Mapping[str, ApprovedCluster
                 f"the environment variable {BIGIP_PASSWORD_VARIABLE} is set; set it with "
                 f"`pulumi config set --secret {lb.password_key}`."
             )
+    if logs_in:
+        try:
+            configurator_paths()  # an override that does not parse is said while planning
+        except ApplianceError as problem:
+            problems.append(f"cluster(s) {', '.join(logs_in)}: {problem}")
+    refusal = key_log_refusal()
+    if logs_in and refusal:
+        problems.append(
+            f"cluster(s) {', '.join(logs_in)}: this run would log in to the appliance "
+            f"configurator, but {refusal}"
+        )
     if problems:
         raise pulumi.RunError("\n".join(problems))
 
@@ -81,9 +100,19 @@ def check_load_balancers(settings: Settings) -> None:
 
 
 def warn_about_environment() -> None:
-    if os.environ.get("SSLKEYLOGFILE"):
+    key_log = os.environ.get("SSLKEYLOGFILE")
+    if key_log and not os.path.isdir(os.path.dirname(os.path.abspath(key_log))):
+        # Python's TLS opens that file for every connection; said once, here, instead of as
+        # a FileNotFoundError on every node.
+        raise pulumi.RunError(
+            f"environment variable SSLKEYLOGFILE names {key_log}, whose directory does not "
+            "exist, so no TLS connection can be made; unset SSLKEYLOGFILE (expected: unset, "
+            "or a file in an existing directory while debugging TLS)."
+        )
+    if key_log:
         pulumi.log.warn(
-            "SSLKEYLOGFILE is set: the TLS session keys of this run, including the configurator "
-            "login that carries the appliance admin password, are written to that file. Unset "
-            "it unless you are debugging TLS."
+            "SSLKEYLOGFILE is set: the TLS session keys of this run are written to that file; "
+            "a run that logs in to the configurator (which carries the appliance admin "
+            "password) is refused unless WS1_ACCESS_ALLOW_SSLKEYLOGFILE=true. Unset it unless "
+            "you are debugging TLS."
         )

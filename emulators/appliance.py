@@ -333,6 +333,11 @@ class _Handler(BaseHTTPRequestHandler):
             elif node._cluster._password_matches(form.get(_field("login"), "")):
                 session.authenticated = True
                 self._send_json(200, {"status": "ok"})
+            elif node._cluster.echo_form_in_errors:
+                # A careless appliance: HTTP 400 with the posted form, raw and decoded, in the
+                # error text.
+                echoed = f"invalid credentials for {body.decode(errors='replace')} {form}"
+                self._send_json(400, {"error": echoed})
             else:
                 self._send_json(401, {"error": "invalid credentials"})
             return
@@ -796,6 +801,8 @@ class ApplianceCluster:
         self.service_fqdn = service_fqdn
         self.key_type = key_type
         self.regeneration_makes_new_root = False
+        # True: error answers to a failed login repeat the posted form (secret-scan tests).
+        self.echo_form_in_errors = False
         self._admin_password = admin_password
         self._lock = threading.Lock()
         self._started = False

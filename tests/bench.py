@@ -5,7 +5,12 @@
 * the emulated appliance's request counts for each lifecycle scenario of
   tests/program/scenarios.py, leaving out each scenario's setup steps (target for
   no-change: 0 writes and at most 1 read per node);
-* the emulated BIG-IP's requests for a no-change `up` of an F5 entry (f5-no-change).
+* the emulated BIG-IP's requests for a no-change `up` of an F5 entry (f5-no-change);
+* for the scenarios where regeneration makes a new root CA, the most nodes that some load
+  balancer refused after any step (target: at most 1);
+* the bad-input catalogue of tests/reliability/cases.py: how many cases got a clear error
+  naming the place, how many escaped as tracebacks, how many changed something first;
+* how many provider calls the lifecycle harness made through the SDK's real provider host.
 
 Figures, not timings: counts do not depend on the machine.
 """
@@ -33,6 +38,7 @@ from components.trust_stores.f5_name_check import ServerSslNameCheckProvider
 from components.trust_stores.pem_file import PemTrustBundleProvider
 from tests.harness.host import inside_host
 from tests.program import f5_world, scenarios
+from tests.reliability import cases as bad_inputs
 
 PROVIDERS = {
     "ApplianceRootCA": ApplianceRootCAProvider,
@@ -77,13 +83,22 @@ def main() -> int:
     for name, provider in PROVIDERS.items():
         print(f"serialized provider bytes {name}: {len(serialize_provider(provider()))} bytes")
     with counting_provider_calls() as calls:
-        run_scenarios()
+        worst_off_trust = run_scenarios()
         # A second `up` of one F5 entry (virtual server, device group without auto-sync) with
         # nothing changed: requests the emulated BIG-IP received (target: only reads, at most
         # one per REST resource).
         with tempfile.TemporaryDirectory() as directory:
             requests = f5_world.no_change_requests(Path(directory))
     print(f"scenario f5-no-change: bigip requests {requests}")
+    # Over its pinned, trust-on-first-use and fault-on-the-second-node variants.
+    print(f"scenario new-root-on-regeneration: nodes off trust at worst {worst_off_trust}")
+    with tempfile.TemporaryDirectory() as directory:
+        outcomes = bad_inputs.run_all(Path(directory))
+    print(
+        f"bad inputs: {len(outcomes)} cases, {sum(o.clear for o in outcomes)} clear, "
+        f"{sum(o.traceback for o in outcomes)} tracebacks, "
+        f"{sum(o.half_applied for o in outcomes)} half-applied"
+    )
     print(
         "harness: provider calls through the SDK provider host: "
         f"{calls['through the host']} of {calls['all']}"
@@ -91,13 +106,20 @@ def main() -> int:
     return 0
 
 
-def run_scenarios() -> None:
+def run_scenarios() -> int:
+    """Print each lifecycle scenario's call counts; return the most nodes ever off trust."""
+    worst_off_trust = 0
     for name, (scenario, options) in scenarios.SCENARIOS.items():
         with (
             tempfile.TemporaryDirectory() as directory,
             scenarios.world(Path(directory), **options) as world,
         ):
-            steps = [step for step in scenario(world) if not step.setup]
+            all_steps = scenario(world)
+            steps = [step for step in all_steps if not step.setup]
+        if name.startswith("new-root-on-regeneration"):
+            worst_off_trust = max(
+                [worst_off_trust, *(len(step.off_trust or ()) for step in all_steps)]
+            )
         writes = sum(step.writes for step in steps)
         reads = sum(step.reads for step in steps)
         logins = sum(step.logins for step in steps)
@@ -114,6 +136,7 @@ def run_scenarios() -> None:
             f"scenario {name} requests per node: "
             + ", ".join(f"{fqdn} {count}" for fqdn, count in sorted(per_node.items()))
         )
+    return worst_off_trust
 
 
 if __name__ == "__main__":

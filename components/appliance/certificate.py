@@ -3,8 +3,12 @@
 The program observes which nodes serve a certificate without the required names and passes
 that list as an input, so preview shows which nodes will get a new certificate. `update`
 regenerates ("Auto Generate Certificate (self-signed)") on those nodes only, one node at a
-time, and checks what each node serves afterwards. A node that already serves the right
-names is never touched, and an `up` with nothing to fix makes no configurator login.
+time in the stack's node order, and verifies what each node serves afterwards against the
+root CAs this run planned for the load balancers, for the name they check. A node whose new
+certificate they would not accept (above all: the appliance made a new root CA) stops the
+run before the next node is touched, so at most one node is ever off trust, and the error
+names it. A node that already serves the right names is never touched, and an `up` with
+nothing to fix makes no configurator login.
 """
 
 from __future__ import annotations
@@ -12,6 +16,7 @@ from __future__ import annotations
 from typing import Any
 
 import pulumi
+from cryptography import x509
 from pulumi.dynamic import CheckFailure, CheckResult, DiffResult, ReadResult
 
 from components import pki
@@ -100,20 +105,27 @@ class ApplianceCertificateProvider(ApplianceProvider):
         return ReadResult(id_=id_, outs=outs)
 
     def converge(self, props: dict[str, Any]) -> dict[str, Any]:
+        cluster = str(props["cluster"])
         common_name = str(props["common_name"])
         sans = [str(name) for name in props["sans"]]
         trusted_pem = str(props["trusted_root_ca_bundle_pem"])
+        trusted_roots = pki.load_bundle(
+            trusted_pem, f"cluster {cluster}: the planned trusted root CA bundle"
+        )
         served: list[ServedNode] = []
+        # The stack's node order, always: the first node that needs a certificate is the
+        # canary (README, "Rotating the appliance certificate"), and the outage guard below
+        # stops there when its new certificate is not trusted.
         for node in (NodeAddress.from_input(value) for value in props["nodes"]):
             current = observe_node(node)
             if not needs_certificate(current, common_name, sans):
                 served.append(current)
                 continue
-            served.append(
-                self._regenerate(
-                    node, common_name, sans, trusted_pem, str(props["admin_password_key"])
-                )
+            after = self._regenerate(
+                node, current, common_name, sans, trusted_pem, str(props["admin_password_key"])
             )
+            _guard_against_outage(cluster, node, after, trusted_roots)
+            served.append(after)
         outs = {key: props[key] for key in _INPUT_KEYS if key in props}
         outs.update(_served_outputs(served))
         outs["nodes_needing_certificate"] = []
@@ -122,6 +134,7 @@ class ApplianceCertificateProvider(ApplianceProvider):
     def _regenerate(
         self,
         node: NodeAddress,
+        current: ServedNode,
         common_name: str,
         sans: list[str],
         trusted_pem: str,
@@ -134,11 +147,9 @@ class ApplianceCertificateProvider(ApplianceProvider):
                 f"password is configured; set it with `pulumi config set --secret "
                 f"{password_key} ...` or the {ADMIN_PASSWORD_VARIABLE} environment variable."
             )
-        with open_configurator(node, trusted_pem, password) as configurator:
+        with open_configurator(node, trusted_pem, password, current=current) as configurator:
             configurator.generate_certificate(common_name, sans)
         after = observe_node(node)
-        if after.problem:
-            raise RuntimeError(f"after regeneration, {after.problem}")
         pki.check_server_names(
             after.served_certificate,
             common_name,
@@ -151,6 +162,50 @@ class ApplianceCertificateProvider(ApplianceProvider):
 def _observe(props: dict[str, Any]) -> ClusterObservation:
     nodes = [NodeAddress.from_input(node) for node in props["nodes"]]
     return observe_cluster(str(props["cluster"]), nodes)
+
+
+def _guard_against_outage(
+    cluster: str,
+    node: NodeAddress,
+    after: ServedNode,
+    trusted_roots: list[x509.Certificate],
+) -> None:
+    """Stop before the next node unless the load balancers trust what `node` serves now.
+
+    Verified against the bundle this run planned (what every load balancer of the cluster
+    was given), for the name the load balancers check (NodeAddress.verified_name). Raising
+    here leaves exactly one node off trust, the one named, and every other node untouched.
+    """
+    chain = [after.served_certificate, *after.intermediates]
+    name = node.verified_name
+    try:
+        pki.verify_served_chain(
+            chain, trusted_roots, name, f"the certificate node {node.fqdn} serves now"
+        )
+        return
+    except pki.CertificateError as problem:
+        reason = str(problem)
+    planned = ", ".join(pki.sha256_fingerprint(root) for root in trusted_roots)
+    new_root = after.root_ca_sha256
+    if new_root not in {pki.sha256_fingerprint(root) for root in trusted_roots}:
+        raise RuntimeError(
+            f"cluster {cluster}: node {node.fqdn} was regenerated and now serves a certificate "
+            f"from a NEW root CA {new_root}, which the load balancers do not trust (they trust "
+            f"{planned}). Stopped before the next node: {node.fqdn} is the only node off "
+            "trust, no other node was touched. Next step (README, 'Rotating the appliance "
+            "certificate', step 1, 'Announce the new root CA'): check that fingerprint on the "
+            f"appliance console of {node.fqdn}, copy that root CA's PEM (it is served at "
+            f"https://{node.fqdn}/horizon_workspace_rootca.pem), set incoming_root_ca to it "
+            f"and, if the stack pins root_ca_sha256, add {new_root} to that list; then run "
+            "`pulumi up` again: it trusts the new root CA on every load balancer first, then "
+            "moves the other nodes."
+        )
+    raise RuntimeError(
+        f"cluster {cluster}: node {node.fqdn} was regenerated, but the load balancers would "
+        f"not accept what it serves now: {reason} Stopped before the next node: {node.fqdn} "
+        "is the only node off trust. Check the certificate on its appliance console "
+        "(Install SSL Certificates > Server Certificate), then run `pulumi up` again."
+    )
 
 
 def _served_outputs(served: Any) -> dict[str, Any]:

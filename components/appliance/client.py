@@ -23,18 +23,23 @@ from __future__ import annotations
 import _ssl
 import http.client
 import json
+import math
 import os
 import re
 import socket
 import ssl
 import tempfile
+import threading
 import time
+import urllib.parse
 from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 import requests
+import urllib3
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
 from requests.adapters import HTTPAdapter
@@ -44,6 +49,9 @@ from components import pki
 
 __all__ = [
     "ADMIN_PASSWORD_VARIABLE",
+    "ALLOW_KEY_LOG_VARIABLE",
+    "configurator_paths",
+    "key_log_refusal",
     "CONFIGURATOR_PATHS",
     "ApplianceError",
     "ConfiguratorSession",
@@ -72,16 +80,46 @@ PATHS_OVERRIDE_VARIABLE = "WS1_ACCESS_CONFIGURATOR_PATHS"
 ADMIN_PASSWORD_VARIABLE = "WS1_ACCESS_ADMIN_PASSWORD"  # noqa: S105 (a variable's name)
 
 TIMEOUT_VARIABLE = "WS1_ACCESS_HTTP_TIMEOUT"
+KEY_LOG_VARIABLE = "SSLKEYLOGFILE"
+ALLOW_KEY_LOG_VARIABLE = "WS1_ACCESS_ALLOW_SSLKEYLOGFILE"
+
+
+def key_log_refusal() -> str | None:
+    """Why a configurator login must not happen now, or None.
+
+    With SSLKEYLOGFILE set, Python's TLS (urllib3 reads it) writes the session keys to that
+    file, and whoever holds it can decrypt the login that carries the admin password. A
+    warning is not enough for that: the operator must say yes explicitly.
+    """
+    if not os.environ.get(KEY_LOG_VARIABLE):
+        return None
+    if os.environ.get(ALLOW_KEY_LOG_VARIABLE, "").strip().lower() in ("1", "true", "yes"):
+        return None
+    return (
+        f"environment variable {KEY_LOG_VARIABLE} is set, so the TLS keys of the configurator "
+        "login, which carries the appliance admin password, would be written to that file; "
+        f"unset {KEY_LOG_VARIABLE}, or, only while debugging TLS on a test appliance, set "
+        f"{ALLOW_KEY_LOG_VARIABLE}=true."
+    )
 
 
 def request_timeout() -> float:
-    """Seconds per request: 15, or WS1_ACCESS_HTTP_TIMEOUT for slow links (and tests)."""
+    """Seconds per request: 15, or WS1_ACCESS_HTTP_TIMEOUT for slow links (and tests).
+
+    For a configurator request this is an overall deadline (connection, retries and the
+    whole answer), not a per-read timeout: an answer that trickles in still ends in time.
+    """
+    text = os.environ.get(TIMEOUT_VARIABLE, "15")
     try:
-        return float(os.environ.get(TIMEOUT_VARIABLE, "15"))
+        seconds = float(text)
     except ValueError:
+        seconds = math.nan
+    if not math.isfinite(seconds) or seconds <= 0:
         raise ApplianceError(
-            f"environment variable {TIMEOUT_VARIABLE} must be a number of seconds."
-        ) from None
+            f"environment variable {TIMEOUT_VARIABLE} must be a positive, finite number of "
+            "seconds (e.g. 15 or 2.5); unset it for the default of 15."
+        )
+    return seconds
 
 
 _VK_TOKEN = re.compile(r"""ec_wiz\.vk\s*=\s*['"]([^'"]+)['"]""")
@@ -334,11 +372,15 @@ class _NodeAdapter(HTTPAdapter):
     The chain is still verified against the trusted root CAs; the exact-certificate pin
     replaces the hostname check because a node whose certificate has the wrong names is
     precisely the node whose configurator we must log in to, to give it a new one.
+
+    It also keeps the sockets it opened, so that `abort` can end a request whose overall
+    deadline passed (requests and urllib3 only bound each single read).
     """
 
     def __init__(self, node: NodeAddress, served_sha256: str, retries: Retry) -> None:
         self._node = node
         self._served_sha256 = served_sha256
+        self._connections: list[Any] = []
         super().__init__(max_retries=retries)
 
     def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
@@ -346,20 +388,45 @@ class _NodeAdapter(HTTPAdapter):
         kwargs["assert_hostname"] = False
         kwargs["assert_fingerprint"] = self._served_sha256
         super().init_poolmanager(*args, **kwargs)
+        connections = self._connections
+
+        class _TrackedConnection(urllib3.connection.HTTPSConnection):
+            def connect(self) -> None:
+                super().connect()
+                connections.append(self)
+
+        class _TrackedPool(urllib3.HTTPSConnectionPool):
+            ConnectionCls = _TrackedConnection
+
+        self.poolmanager.pool_classes_by_scheme = {
+            **self.poolmanager.pool_classes_by_scheme,
+            "https": _TrackedPool,
+        }
+
+    def abort(self) -> None:
+        """Shut down every socket this adapter opened: the blocked read returns at once."""
+        for connection in list(self._connections):
+            sock = getattr(connection, "sock", None)
+            if sock is not None:
+                with suppress(OSError):
+                    sock.shutdown(socket.SHUT_RDWR)
 
 
 @contextmanager
 def _verified_session(
-    node: NodeAddress, trusted_roots_pem: str, served_sha256: str
-) -> Iterator[requests.Session]:
+    node: NodeAddress, trusted_roots_pem: str, served_sha256: str, *, check_dates: bool = True
+) -> Iterator[tuple[requests.Session, _NodeAdapter]]:
     # requests wants a file for its CA bundle; it lives only as long as the session.
     with tempfile.NamedTemporaryFile("w", suffix=".pem", prefix="ws1-roots-") as ca_file:
         ca_file.write(trusted_roots_pem)
         ca_file.flush()
         session = requests.Session()
-        session.verify = ca_file.name
+        # check_dates=False: the caller verified the chain's signatures to a trusted root CA
+        # itself (see open_configurator); the exact-certificate pin below still applies.
+        session.verify = ca_file.name if check_dates else False
         session.trust_env = False  # no proxy from the environment between us and the node
-        # Retries: connection errors for every method, HTTP 5xx for idempotent reads only.
+        # Retries (urllib3's, with backoff): connection errors for every method, and HTTP
+        # 500/502/503/504 for idempotent reads only; a POST is never sent twice.
         retries = Retry(
             total=_ATTEMPTS - 1,
             connect=_ATTEMPTS - 1,
@@ -370,9 +437,10 @@ def _verified_session(
             backoff_factor=0.2,
             raise_on_status=False,
         )
-        session.mount("https://", _NodeAdapter(node, served_sha256, retries))
+        adapter = _NodeAdapter(node, served_sha256, retries)
+        session.mount("https://", adapter)
         try:
-            yield session
+            yield session, adapter
         finally:
             session.close()
 
@@ -383,6 +451,8 @@ def open_configurator(
     trusted_roots_pem: str,
     password: str,
     timeout: float | None = None,
+    *,
+    current: ServedNode | None = None,
 ) -> Iterator[ConfiguratorSession]:
     """Log in to the node's configurator over TLS verified against `trusted_roots_pem`.
 
@@ -390,21 +460,57 @@ def open_configurator(
     seen then, with its chain verified against the trusted root CAs (see _NodeAdapter). The
     password is used for the login request only: it is never stored, logged, or included
     in an error.
+
+    `current` is what the node's service port serves (observe_node). When the configurator
+    presents that same certificate and it is outside its validity period (expired, or not
+    yet valid: exactly a node this program must give a new certificate), OpenSSL would
+    refuse the dates; the chain's signatures are then checked here against the trusted
+    root CAs, and only the dates of that one pinned certificate are let through. Nothing
+    else is relaxed: another certificate, another issuer or a bad signature still fails.
     """
+    refusal = key_log_refusal()
+    if refusal:
+        raise ApplianceError(f"node {node.fqdn}: not logging in to the configurator: {refusal}")
     presented_sha256 = observe_configurator_certificate(node, timeout)
-    with _verified_session(node, trusted_roots_pem, presented_sha256) as http_session:
-        session = ConfiguratorSession(node, http_session, timeout or request_timeout())
+    check_dates = True
+    if current is not None and current.served_sha256 == presented_sha256:
+        check_dates = not _outside_validity_but_trusted(current, trusted_roots_pem)
+    with _verified_session(node, trusted_roots_pem, presented_sha256, check_dates=check_dates) as (
+        http_session,
+        adapter,
+    ):
+        session = ConfiguratorSession(node, http_session, timeout or request_timeout(), adapter)
         session._login(password)
         yield session
+
+
+def _outside_validity_but_trusted(current: ServedNode, trusted_roots_pem: str) -> bool:
+    certificate = current.served_certificate
+    now = datetime.now(UTC)
+    if certificate.not_valid_before_utc <= now <= certificate.not_valid_after_utc:
+        return False
+    try:
+        roots = pki.load_bundle(trusted_roots_pem, "the trusted root CA bundle")
+    except pki.CertificateError:
+        return False
+    chain = [certificate, *current.intermediates]
+    return any(_signed_by(chain, root) for root in roots)
 
 
 class ConfiguratorSession:
     """A logged-in appliance configurator session on one node (see `open_configurator`)."""
 
-    def __init__(self, node: NodeAddress, http_session: requests.Session, timeout: float) -> None:
+    def __init__(
+        self,
+        node: NodeAddress,
+        http_session: requests.Session,
+        timeout: float,
+        adapter: _NodeAdapter | None = None,
+    ) -> None:
         self._node = node
         self._session = http_session
         self._timeout = timeout
+        self._adapter = adapter
         self._paths = configurator_paths()
         self._vk = ""
 
@@ -443,7 +549,9 @@ class ConfiguratorSession:
 
     def _login(self, password: str) -> None:
         method, url = self._url("login_page")
-        page = self._send(method, url, "open the configurator login page")
+        what = f"open the configurator login page ({method} {self._paths['login_page'][1]})"
+        page = self._send(method, url, what)
+        self._expect_ok(page, what)
         match = _VK_TOKEN.search(page.text)
         if not match:
             raise ApplianceError(
@@ -453,29 +561,38 @@ class ConfiguratorSession:
             )
         self._vk = match.group(1)
         method, url = self._url("login")
-        answer = self._send(method, url, "log in to the configurator", {"password": password})
+        what = "log in to the configurator"
+        form = {"password": password}
+        answer = self._send(method, url, what, form)
         if answer.status_code == 401:
             raise ApplianceError(
                 f"node {self._node.fqdn}: the configurator rejected the admin password "
                 "(HTTP 401); check the secret named by admin_password_key in the stack "
                 f"config, or {ADMIN_PASSWORD_VARIABLE}."
             )
-        self._expect_ok(answer, "log in to the configurator")
+        self._expect_ok(answer, what, form)
 
     def _call(self, name: str, form: Mapping[str, str] | None = None) -> dict[str, Any]:
         method, url = self._url(name)
-        what = f"configurator operation '{name}' ({method} {self._paths[name][1]})"
+        what = f"run configurator operation '{name}' ({method} {self._paths[name][1]})"
         answer = self._send(method, url, what, form)
-        self._expect_ok(answer, what)
-        try:
+        self._expect_ok(answer, what, form)
+        body: Any = None
+        with suppress(ValueError):
             body = answer.json()
-        except ValueError:
+        # Raised outside any `except`: the decoder's error holds the whole answer, which may
+        # echo the submitted form; nothing of it may ride along in __context__.
+        if body is None:
             raise ApplianceError(
-                f"node {self._node.fqdn}: {what} did not answer JSON; this appliance version may "
-                f"use other configurator paths (see {PATHS_OVERRIDE_VARIABLE} in the README)."
-            ) from None
+                f"node {self._node.fqdn}: could not {what}: the answer is not JSON; this "
+                "appliance version may use other configurator paths (see "
+                f"{PATHS_OVERRIDE_VARIABLE} in the README)."
+            )
         if not isinstance(body, dict):
-            raise ApplianceError(f"node {self._node.fqdn}: {what} answered unexpected JSON.")
+            raise ApplianceError(
+                f"node {self._node.fqdn}: could not {what}: the answer is JSON but not an "
+                "object; expected a JSON object."
+            )
         return body
 
     def _send(
@@ -484,9 +601,22 @@ class ConfiguratorSession:
         headers = {"Accept": "application/json", "Host": self._node.fqdn}
         if self._vk:
             headers["X-Vk"] = self._vk
+        # One overall deadline for the request, its retries and the whole answer: at the
+        # deadline the adapter shuts the socket, and the blocked read returns.
+        timed_out = threading.Event()
+
+        def expire() -> None:
+            timed_out.set()
+            if self._adapter is not None:
+                self._adapter.abort()
+
+        timer = threading.Timer(self._timeout, expire)
+        timer.daemon = True
+        reason = ""
+        timer.start()
         try:
             # No redirects: a redirect could carry the login form elsewhere, even to http://.
-            return self._session.request(
+            answer = self._session.request(
                 method,
                 url,
                 data=form,
@@ -494,30 +624,71 @@ class ConfiguratorSession:
                 timeout=self._timeout,
                 allow_redirects=False,
             )
+            if not timed_out.is_set():
+                return answer
         except requests.RequestException as problem:
-            # `from None`: the chained exception would carry the request, and its body may
-            # hold the password.
-            raise ApplianceError(
-                f"node {self._node.fqdn} ({self._node.address}:{self._node.configurator_port}): "
-                f"could not {what}: {_describe_network_problem(problem)}."
-            ) from None
+            reason = _describe_network_problem(problem)
+        finally:
+            timer.cancel()
+        if timed_out.is_set():
+            reason = f"no complete answer within {self._timeout:g} s (the overall deadline)"
+        # Raised here, outside the `except`: the requests exception holds the request, whose
+        # body may hold the password; neither __cause__ nor __context__ may keep it.
+        raise ApplianceError(
+            f"node {self._node.fqdn} ({self._node.address}:{self._node.configurator_port}): "
+            f"could not {what}: {reason}."
+        )
 
-    def _expect_ok(self, answer: requests.Response, what: str) -> None:
-        if answer.status_code != 200:
-            raise ApplianceError(
-                f"node {self._node.fqdn}: {what} failed with HTTP {answer.status_code}"
-                f"{_error_detail(answer)}; expected 200."
+    def _expect_ok(
+        self, answer: requests.Response, what: str, form: Mapping[str, str] | None = None
+    ) -> None:
+        status = answer.status_code
+        if status == 200:
+            return
+        if 300 <= status < 400:
+            target = urllib.parse.urlsplit(answer.headers.get("Location", "")).path or "?"
+            meaning = (
+                f"the configurator answered HTTP {status}, a redirect to {_scrub(target, form)}, "
+                "which is not followed; a form login that redirects means this appliance "
+                f"version uses other configurator paths (see {PATHS_OVERRIDE_VARIABLE} in the "
+                "README)"
             )
+        elif status >= 500:
+            meaning = (
+                f"the configurator reported an internal error (HTTP {status})"
+                f"{_error_detail(answer, form)}; try again later, or check the appliance"
+            )
+        else:
+            meaning = f"the configurator answered HTTP {status}{_error_detail(answer, form)}"
+        raise ApplianceError(f"node {self._node.fqdn}: could not {what}: {meaning}; expected 200.")
 
 
-def _error_detail(answer: requests.Response) -> str:
-    try:
+def _error_detail(answer: requests.Response, form: Mapping[str, str] | None = None) -> str:
+    body: Any = None
+    with suppress(ValueError):
         body = answer.json()
-    except ValueError:
-        return ""
     if isinstance(body, dict) and isinstance(body.get("error"), str):
-        return f" ({body['error'][:200]})"
+        detail = _scrub(body["error"], form)[:200]
+        return f" ({detail})" if detail else ""
     return ""
+
+
+def _scrub(text: str, form: Mapping[str, str] | None) -> str:
+    """`text` without any submitted form value, in the forms an echo may take it in.
+
+    A value too short to replace safely removes the whole text instead.
+    """
+    for value in (form or {}).values():
+        if not value:
+            continue
+        forms = {value, urllib.parse.quote_plus(value), urllib.parse.quote(value, safe="")}
+        forms.add(json.dumps(value)[1:-1])
+        for shown in sorted(forms, key=len, reverse=True):
+            if shown in text:
+                if len(shown) < 4:
+                    return ""
+                text = text.replace(shown, "[a submitted value]")
+    return text
 
 
 def _describe_handshake_problem(problem: BaseException) -> str:

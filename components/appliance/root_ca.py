@@ -20,6 +20,7 @@ from components.appliance.base import ApplianceProvider
 from components.appliance.client import NodeAddress
 from components.appliance.observation import (
     ClusterObservation,
+    TrustDecisionError,
     decide_trust,
     observe_cluster,
     oldest_first,
@@ -60,13 +61,27 @@ class ApplianceRootCAProvider(ApplianceProvider):
 
     def converge(self, props: dict[str, Any]) -> dict[str, Any]:
         observation = _observe(props)
-        roots = decide_trust(
-            observation,
-            list(props.get("pins") or []),
-            bool(props["trust_on_first_use"]),
-            _incoming(props),
-        )
         planned = sorted(props["root_ca_sha256s"])
+        try:
+            roots = decide_trust(
+                observation,
+                list(props.get("pins") or []),
+                bool(props["trust_on_first_use"]),
+                _incoming(props),
+            )
+        except TrustDecisionError as problem:
+            refusal = str(problem)
+        else:
+            refusal = ""
+        if refusal:
+            # Raised outside the `except`: one sentence, no chained repeat of it.
+            raise RuntimeError(
+                f"cluster {props['cluster']}: the appliance root CA changed after this run was "
+                f"planned (planned {', '.join(planned)}; the nodes now publish "
+                f"{', '.join(observation.node_root_ca_sha256s().values())}), and the new one "
+                f"may not be trusted: {refusal} Nothing was trusted; run `pulumi preview` "
+                "again to review it."
+            )
         now_trusted = sorted(pki.sha256_fingerprint(root) for root in roots)
         if now_trusted != planned:
             raise RuntimeError(

@@ -44,7 +44,7 @@ from pulumi.runtime import rpc
 from pulumi.runtime import settings as _settings
 from pulumi.runtime.proto import provider_pb2
 
-__all__ = ["DiffAnswer", "HostError", "ProviderHost", "inside_host"]
+__all__ = ["DiffAnswer", "HostError", "ProviderHost", "exception_text", "inside_host"]
 
 _PROGRAM_ENV = ("PULUMI_CONFIG", "PULUMI_CONFIG_SECRET_KEYS", "PULUMI_PROJECT")
 
@@ -55,6 +55,23 @@ _REQUEST = threading.local()
 def inside_host() -> bool:
     """True while this thread is serving a request to a provider host (for counting)."""
     return bool(getattr(_REQUEST, "active", False))
+
+
+def exception_text(details: str) -> str:
+    """What an operator reads in a provider failure: the exception the host's last traceback
+    ends with ("<module>.<Type>: <message>"), without the frames above it, after whatever
+    preceded the traceback (the harness puts the URN there); `details` as it is when it holds
+    no traceback."""
+    marker = "Traceback (most recent call last):"
+    lines = details.splitlines()
+    starts = [i for i, line in enumerate(lines) if marker in line]
+    if not starts:
+        return details
+    prefix = lines[starts[0]].split(marker, 1)[0]
+    rest = lines[starts[-1] + 1 :]
+    while rest and (rest[0].startswith(" ") or not rest[0]):
+        rest = rest[1:]
+    return prefix + "\n".join(rest)
 
 
 class HostError(Exception):

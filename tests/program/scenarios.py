@@ -43,6 +43,9 @@ class Step:
     per_node: dict[str, int]
     setup: bool = False
     applied: bool = True  # False for preview and refresh: nothing is written to a trust store
+    # Configured nodes that some load balancer would refuse after this step (None: no trust
+    # store written yet, so there is nothing to be off).
+    off_trust: list[str] | None = None
 
     @property
     def load_balancer_writes(self) -> int:
@@ -87,9 +90,30 @@ class World:
             per_node={node.fqdn: node.count() for node in self.emulator.nodes},
             setup=setup,
             applied=operation.__name__ in ("up", "destroy"),
+            off_trust=self.nodes_off_trust(),
         )
         self.steps.append(step)
         return step
+
+    def nodes_off_trust(self) -> list[str] | None:
+        """Configured nodes whose served certificate some load balancer's bundle refuses."""
+        paths = [self.bundle_path(lb) for lb in self.load_balancers()]
+        if not all(path.is_file() for path in paths):
+            return None
+        configured = {node["fqdn"] for node in self.cluster_config["nodes"]}
+        off: list[str] = []
+        for node in self.emulator.nodes:
+            if node.fqdn not in configured:
+                continue
+            leaf = pki.load_certificate(node.leaf_pem, node.fqdn)
+            for lb, path in zip(self.load_balancers(), paths, strict=True):
+                roots = pki.load_bundle(path.read_text(), lb)
+                try:
+                    pki.verify_served_chain([leaf], roots, node.fqdn, f"node {node.fqdn}")
+                except pki.CertificateError:
+                    off.append(node.fqdn)
+                    break
+        return off
 
     def trusted(self, load_balancer: str) -> list[str]:
         text = self.bundle_path(load_balancer).read_text()
@@ -309,6 +333,72 @@ def expiry(w: World) -> list[Step]:
     return w.steps
 
 
+def _needs_new_certificates_from_a_new_root(w: World) -> None:
+    """The stack asks for one more SAN (every node needs a new certificate), and the
+    appliance makes a new root CA when it regenerates (`--regeneration-makes-new-root`)."""
+    w.emulator.regeneration_makes_new_root = True
+    w.cluster_config["extra_sans"] = ["ws1.dc2.local.test"]
+
+
+def expect_stopped_at_canary(step: Step, w: World) -> str:
+    """The up stopped at the first node, naming it, the new root CA and the runbook step."""
+    canary = w.emulator.node(node_fqdn(1))
+    error = step.result.error or ""
+    assert canary.fqdn in error and canary.root_ca_sha256 in error, error
+    assert "Announce the new root CA" in error, error
+    assert step.off_trust == [canary.fqdn], step.off_trust
+    return canary.root_ca_pem
+
+
+def announce(w: World, new_root_pem: str) -> None:
+    """README "Rotating the appliance certificate", step 1, as the error message says."""
+    w.cluster_config["incoming_root_ca"] = new_root_pem
+    if "root_ca_sha256" in w.cluster_config:
+        new_root = pki.sha256_fingerprint(pki.load_certificate(new_root_pem, "new root"))
+        w.cluster_config["root_ca_sha256"].append(new_root)
+
+
+def new_root_on_regeneration(w: World) -> list[Step]:
+    """Regeneration makes a new root CA: stop at the canary, announce, rerun, converged."""
+    expect_ok(w.run("first up", w.stack.up, setup=True))
+    _needs_new_certificates_from_a_new_root(w)
+    new_root_pem = expect_stopped_at_canary(w.run("up", w.stack.up), w)
+    # A rerun before following the message changes nothing.
+    rerun = w.run("rerun without announcing: up", w.stack.up)
+    assert rerun.result.error and rerun.off_trust == [node_fqdn(1)], rerun.result.error
+    announce(w, new_root_pem)
+    expect_ok(w.run("announced: up", w.stack.up))
+    w.check_every_node_verifies()
+    expect_ok(w.run("settle: up", w.stack.up))
+    w.check_every_node_verifies()
+    return w.steps
+
+
+def new_root_on_regeneration_fault_on_second_node(w: World) -> list[Step]:
+    """As above (trust on first use), and the second node's configurator fails mid-way."""
+    expect_ok(w.run("first up", w.stack.up, setup=True))
+    _needs_new_certificates_from_a_new_root(w)
+    new_root_pem = expect_stopped_at_canary(w.run("up", w.stack.up), w)
+    announce(w, new_root_pem)
+    second = w.emulator.node(node_fqdn(2))
+    second.fail_next(50, "500", "configurator")
+    failed = w.run("announced, node 2 failing: up", w.stack.up)
+    assert failed.result.error and second.fqdn in failed.result.error, failed.result.error
+    second.clear_faults()
+    expect_ok(w.run("fault cleared: up", w.stack.up))
+    w.check_every_node_verifies()
+    return w.steps
+
+
+def expired_node_certificate(w: World) -> list[Step]:
+    """A node serves an expired certificate: the program logs in to it and replaces it."""
+    expect_ok(w.run("first up", w.stack.up, setup=True))
+    w.emulator.node(node_fqdn(2)).serve_expired_certificate()
+    expect_ok(w.run("up", w.stack.up))
+    w.check_every_node_verifies()
+    return w.steps
+
+
 SCENARIOS: dict[str, tuple[Callable[[World], list[Step]], dict[str, Any]]] = {
     "first-up": (first_up, {}),
     "no-change": (no_change, {}),
@@ -319,4 +409,11 @@ SCENARIOS: dict[str, tuple[Callable[[World], list[Step]], dict[str, Any]]] = {
     "out-of-band-changes": (out_of_band_changes, {}),
     "pin-mismatch": (pin_mismatch, {}),
     "expiry": (expiry, {"root_ca_validity_days": 20}),
+    "new-root-on-regeneration": (new_root_on_regeneration, {}),
+    "new-root-on-regeneration-tofu": (new_root_on_regeneration, {"pinned": False}),
+    "new-root-on-regeneration-fault": (
+        new_root_on_regeneration_fault_on_second_node,
+        {"pinned": False},
+    ),
+    "expired-node-certificate": (expired_node_certificate, {}),
 }

@@ -90,13 +90,13 @@ def test_create_writes_the_exact_bundle_readable_by_the_proxy(provider, tmp_path
     assert sorted(p.name for p in tmp_path.iterdir()) == ["ws1-trust.pem"], "temp file left"
 
 
-def test_create_replaces_an_existing_file_by_rename(provider, tmp_path, old_bundle):
+def test_create_replaces_an_adopted_file_by_rename(provider, tmp_path, old_bundle):
     target = tmp_path / "ws1-trust.pem"
     target.write_text("stale content\n")
     inode_before = target.stat().st_ino
     reader = target.open("rb")  # a proxy that has the old file open keeps reading the old one
 
-    provider.create(props(target, old_bundle))
+    provider.create({**props(target, old_bundle), "adopt_existing_file": True})
 
     assert target.read_text() == old_bundle
     assert target.stat().st_ino != inode_before, "written in place instead of renamed over"
@@ -207,7 +207,9 @@ def test_read_reports_an_edited_file_as_drift(provider, tmp_path, old_bundle, ov
     assert after_refresh.changes is True, "the next up must rewrite the file"
 
 
-def test_read_of_a_damaged_file_reports_no_fingerprints(provider, tmp_path, old_bundle):
+def test_read_of_a_damaged_file_reports_no_fingerprints_and_stores_none_of_its_text(
+    provider, tmp_path, old_bundle
+):
     target = tmp_path / "ws1-trust.pem"
     created = provider.create(props(target, old_bundle))
     target.write_text("not a certificate\n")
@@ -215,7 +217,7 @@ def test_read_of_a_damaged_file_reports_no_fingerprints(provider, tmp_path, old_
     result = provider.read(str(target), created.outs)
 
     assert result.outs is not None
-    assert (result.outs["bundle_pem"], result.outs["sha256s"]) == ("not a certificate\n", [])
+    assert (result.outs["bundle_pem"], result.outs["sha256s"]) == ("", [])
 
 
 def test_read_of_a_deleted_file_reports_it_gone(provider, tmp_path, old_bundle):

@@ -6,6 +6,7 @@ import pytest
 
 from components.settings import PROJECT, parse_settings
 from tests.unit.test_settings import (
+    LB_ROOT_CA,
     MANAGEMENT_CA,
     PROJECT_DIR,
     SECRETS,
@@ -20,7 +21,7 @@ from tests.unit.test_settings import (
 @pytest.fixture(autouse=True)
 def _management_ca_file():
     MANAGEMENT_CA.parent.mkdir(exist_ok=True)
-    MANAGEMENT_CA.write_text("-----BEGIN CERTIFICATE-----\n")
+    MANAGEMENT_CA.write_text(LB_ROOT_CA)
 
 
 def test_previous_names_reach_the_settings():
