@@ -4,7 +4,7 @@ import pulumi
 
 from components.access_trust import AccessTrust, observe_and_approve
 from components.preflight import check_credentials, warn_about_environment
-from components.settings import PROJECT, SettingsError, load_settings
+from components.settings import SettingsError, load_settings
 
 try:
     settings = load_settings()
@@ -14,10 +14,7 @@ except SettingsError as problem:
 # Every cluster is observed and approved, and every credential the plan needs is found,
 # before anything is declared: a refusal leaves every load balancer as it was.
 warn_about_environment()
-approved = {
-    cluster.name: observe_and_approve(cluster, f"{PROJECT}:clusters[{index}]")
-    for index, cluster in enumerate(settings.clusters)
-}
+approved = observe_and_approve(settings.clusters)
 check_credentials(settings, approved)
 
 for cluster in settings.clusters:

@@ -25,8 +25,10 @@ from components.appliance.client import (
 )
 from components.appliance.observation import (
     ClusterObservation,
+    cluster_observation,
     needs_certificate,
     observe_cluster,
+    observe_nodes,
 )
 from components.dynamic import is_unknown
 
@@ -80,9 +82,13 @@ class ApplianceCertificateProvider(ApplianceProvider):
         common_name = str(props["common_name"])
         sans = [str(name) for name in props["sans"]]
         trusted_pem = str(props["trusted_root_ca_bundle_pem"])
+        nodes = [NodeAddress.from_input(value) for value in props["nodes"]]
+        # Every node is observed once, all at once; then only the nodes that need it get a
+        # new certificate, one node at a time (rolling), each observed once more afterwards.
+        # A node that cannot be observed stops the change before any node is touched.
+        before = cluster_observation(str(props["cluster"]), nodes, observe_nodes(nodes))
         served: list[ServedNode] = []
-        for node in (NodeAddress.from_input(value) for value in props["nodes"]):
-            current = observe_node(node)
+        for node, current in zip(nodes, before.nodes, strict=True):
             if not needs_certificate(current, common_name, sans):
                 served.append(current)
                 continue

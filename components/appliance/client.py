@@ -27,11 +27,11 @@ import os
 import re
 import socket
 import ssl
-import tempfile
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any
 
 import requests
@@ -189,11 +189,15 @@ def observe_node(node: NodeAddress, timeout: float | None = None) -> ServedNode:
     connection with. Nothing read here is trusted until the caller has checked the root CA
     against the pin (or warned loudly) and `pki.verify_served_chain` has checked that the
     served certificate chains to it for the node's TLS name (see ServedNode.problem).
+
+    Each attempt (connect, handshake, request, whole answer) must finish within `timeout`
+    seconds in total, not per read: a node that trickles its answer cannot stall a run.
     """
+    seconds = timeout or request_timeout()
     last_problem = ""
     for attempt in range(_ATTEMPTS):
         try:
-            chain, status, body = _fetch_root_ca_unverified(node, timeout or request_timeout())
+            chain, status, body = _fetch_root_ca_unverified(node, seconds)
             break
         except (OSError, http.client.HTTPException) as problem:
             last_problem = _describe_handshake_problem(problem)
@@ -234,13 +238,13 @@ def observe_node(node: NodeAddress, timeout: float | None = None) -> ServedNode:
 def observe_configurator_certificate(node: NodeAddress, timeout: float | None = None) -> str:
     """SHA-256 of the certificate the node's configurator port presents (an observation:
     the session that uses it verifies the chain; see _NodeAdapter)."""
-    context = _observation_context()
+    seconds = timeout or request_timeout()
     try:
+        deadline = time.monotonic() + seconds
+        address = (node.address, node.configurator_port)
         with (
-            socket.create_connection(
-                (node.address, node.configurator_port), timeout=timeout or request_timeout()
-            ) as raw,
-            context.wrap_socket(raw, server_hostname=node.fqdn) as tls,
+            socket.create_connection(address, timeout=seconds) as raw,
+            _observation_socket(raw, node.fqdn, deadline) as tls,
         ):
             return pki.sha256_fingerprint(_presented_chain(tls)[0])
     except OSError as problem:
@@ -263,14 +267,43 @@ def _signed_by(chain: Sequence[x509.Certificate], root_ca: x509.Certificate) -> 
     return True
 
 
+class _DeadlineSocket(ssl.SSLSocket):
+    """A TLS socket whose reads all end by one deadline (time.monotonic()), not per read:
+    http.client reads through the socket, so this bounds the whole answer."""
+
+    deadline: float | None = None
+
+    def recv_into(self, buffer: Any, nbytes: int | None = None, flags: int = 0) -> int:
+        if self.deadline is not None:
+            remaining = self.deadline - time.monotonic()
+            if remaining <= 0:
+                raise TimeoutError("no complete answer within the deadline")
+            self.settimeout(remaining)
+        return super().recv_into(buffer, nbytes or 0, flags)
+
+
+@lru_cache(maxsize=1)
 def _observation_context() -> ssl.SSLContext:
-    # Deliberate trust-on-first-use observation (see observe_node): certificate checks are
-    # done afterwards with cryptography, on exactly the bytes this connection saw.
-    context = ssl.create_default_context()
+    """The one client context of this process for the deliberate unverified observation
+    (see observe_node): certificate checks are done afterwards with cryptography, on exactly
+    the bytes the connection saw. Built once: no trust store is loaded, because none is used
+    (ssl.create_default_context would load the whole system store for nothing)."""
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
     context.check_hostname = False
     context.verify_mode = ssl.CERT_NONE
-    context.keylog_filename = None  # type: ignore[assignment]
+    context.sslsocket_class = _DeadlineSocket
     return context
+
+
+def _observation_socket(raw: socket.socket, fqdn: str, deadline: float) -> _DeadlineSocket:
+    # The handshake is bounded by the socket timeout as a whole (CPython's ssl module keeps
+    # one deadline for do_handshake); every later read by `deadline`.
+    raw.settimeout(max(deadline - time.monotonic(), 0.001))
+    tls = _observation_context().wrap_socket(raw, server_hostname=fqdn)
+    assert isinstance(tls, _DeadlineSocket)
+    tls.deadline = deadline
+    return tls
 
 
 def _presented_chain(tls: ssl.SSLSocket) -> list[x509.Certificate]:
@@ -297,8 +330,8 @@ def _fetch_root_ca_unverified(
         node.address,
         node.service_port,
         node.fqdn,
+        time.monotonic() + timeout,
         timeout=timeout,
-        context=_observation_context(),
     )
     try:
         connection.connect()
@@ -313,18 +346,35 @@ def _fetch_root_ca_unverified(
         connection.close()
 
 
-class _SniConnection(http.client.HTTPSConnection):
-    """An HTTPS connection to an address that sends the node's FQDN as SNI."""
+class _SniConnection(http.client.HTTPConnection):
+    """An HTTPS connection to an address that sends the node's FQDN as SNI, and that must
+    have its whole answer by `deadline` (see _DeadlineSocket). TLS is added in connect()
+    with the shared observation context (HTTPSConnection would build a default one)."""
 
-    def __init__(self, address: str, port: int, fqdn: str, **kwargs: Any) -> None:
+    def __init__(self, address: str, port: int, fqdn: str, deadline: float, **kwargs: Any) -> None:
         super().__init__(address, port, **kwargs)
         self._fqdn = fqdn
+        self._deadline = deadline
 
     def connect(self) -> None:
-        http.client.HTTPConnection.connect(self)
-        self.sock = self._context.wrap_socket(  # type: ignore[attr-defined]
-            self.sock, server_hostname=self._fqdn
-        )
+        # http.client's own connect sets TCP_NODELAY: the request goes out at once.
+        super().connect()
+        self.sock = _observation_socket(self.sock, self._fqdn, self._deadline)
+
+
+@lru_cache(maxsize=16)
+def _verified_context(trusted_roots_pem: str, key_log_file: str | None) -> ssl.SSLContext:
+    """A client context that verifies chains against exactly these root CAs (never the
+    system store), built once per set of roots and shared by every session that trusts them.
+    `key_log_file` (SSLKEYLOGFILE) is honoured as urllib3 would; it is part of the cache key."""
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    context.check_hostname = False  # replaced by the exact-certificate pin: see _NodeAdapter
+    context.verify_mode = ssl.CERT_REQUIRED
+    context.load_verify_locations(cadata=trusted_roots_pem)
+    if key_log_file:
+        context.keylog_filename = key_log_file
+    return context
 
 
 class _NodeAdapter(HTTPAdapter):
@@ -336,45 +386,54 @@ class _NodeAdapter(HTTPAdapter):
     precisely the node whose configurator we must log in to, to give it a new one.
     """
 
-    def __init__(self, node: NodeAddress, served_sha256: str, retries: Retry) -> None:
+    def __init__(
+        self, node: NodeAddress, served_sha256: str, retries: Retry, trusted_roots_pem: str
+    ) -> None:
         self._node = node
         self._served_sha256 = served_sha256
+        self._trusted_roots_pem = trusted_roots_pem
         super().__init__(max_retries=retries)
 
     def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
         kwargs["server_hostname"] = self._node.fqdn
         kwargs["assert_hostname"] = False
         kwargs["assert_fingerprint"] = self._served_sha256
+        kwargs["ssl_context"] = _verified_context(
+            self._trusted_roots_pem, os.environ.get("SSLKEYLOGFILE")
+        )
         super().init_poolmanager(*args, **kwargs)
+
+    def cert_verify(self, conn: Any, url: str, verify: Any, cert: Any) -> None:
+        # The trusted roots live in the context above; requests would otherwise add a CA
+        # bundle file (its own, for verify=True) to that shared context on every connection.
+        conn.cert_reqs = "CERT_REQUIRED"
+        conn.ca_certs = None
+        conn.ca_cert_dir = None
 
 
 @contextmanager
 def _verified_session(
     node: NodeAddress, trusted_roots_pem: str, served_sha256: str
 ) -> Iterator[requests.Session]:
-    # requests wants a file for its CA bundle; it lives only as long as the session.
-    with tempfile.NamedTemporaryFile("w", suffix=".pem", prefix="ws1-roots-") as ca_file:
-        ca_file.write(trusted_roots_pem)
-        ca_file.flush()
-        session = requests.Session()
-        session.verify = ca_file.name
-        session.trust_env = False  # no proxy from the environment between us and the node
-        # Retries: connection errors for every method, HTTP 5xx for idempotent reads only.
-        retries = Retry(
-            total=_ATTEMPTS - 1,
-            connect=_ATTEMPTS - 1,
-            read=0,
-            status=_ATTEMPTS - 1,
-            status_forcelist=(500, 502, 503, 504),
-            allowed_methods=frozenset({"GET"}),
-            backoff_factor=0.2,
-            raise_on_status=False,
-        )
-        session.mount("https://", _NodeAdapter(node, served_sha256, retries))
-        try:
-            yield session
-        finally:
-            session.close()
+    session = requests.Session()
+    session.verify = True  # against the trusted roots only: see _NodeAdapter.cert_verify
+    session.trust_env = False  # no proxy from the environment between us and the node
+    # Retries: connection errors for every method, HTTP 5xx for idempotent reads only.
+    retries = Retry(
+        total=_ATTEMPTS - 1,
+        connect=_ATTEMPTS - 1,
+        read=0,
+        status=_ATTEMPTS - 1,
+        status_forcelist=(500, 502, 503, 504),
+        allowed_methods=frozenset({"GET"}),
+        backoff_factor=0.2,
+        raise_on_status=False,
+    )
+    session.mount("https://", _NodeAdapter(node, served_sha256, retries, trusted_roots_pem))
+    try:
+        yield session
+    finally:
+        session.close()
 
 
 @contextmanager

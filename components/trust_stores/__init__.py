@@ -7,6 +7,7 @@ module with a `declare_trust` function and one line in `_KINDS`.
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -38,21 +39,22 @@ class TrustStoreOutputs:
 TrustStoreFactory = Callable[[Any, ClusterTrust, pulumi.Resource], TrustStoreOutputs]
 
 
-def _kinds() -> dict[str, TrustStoreFactory]:
-    # Imported here so that a kind's SDK (pulumi_f5bigip) loads only when a stack uses it.
-    from components.trust_stores import f5, pem_file
-
-    return {"f5": f5.declare_trust, "pem_file": pem_file.declare_trust}
+# kind -> the module that declares it. A module is imported only when a stack has a load
+# balancer of its kind, so a stack without F5 never loads pulumi_f5bigip (a large SDK).
+_KINDS: dict[str, str] = {
+    "f5": "components.trust_stores.f5",
+    "pem_file": "components.trust_stores.pem_file",
+}
 
 
 def declare_trust_store(
     load_balancer: Any, trust: ClusterTrust, parent: pulumi.Resource
 ) -> TrustStoreOutputs:
     """Declare the resources that make `load_balancer` trust and verify the cluster's nodes."""
-    kinds = _kinds()
-    if load_balancer.kind not in kinds:
+    if load_balancer.kind not in _KINDS:
         raise ValueError(
             f"load balancer {load_balancer.name}: kind {load_balancer.kind!r} is not supported "
-            f"(expected one of: {', '.join(sorted(kinds))})."
+            f"(expected one of: {', '.join(sorted(_KINDS))})."
         )
-    return kinds[load_balancer.kind](load_balancer, trust, parent)
+    declare: TrustStoreFactory = importlib.import_module(_KINDS[load_balancer.kind]).declare_trust
+    return declare(load_balancer, trust, parent)
