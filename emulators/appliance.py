@@ -418,7 +418,7 @@ class _TLSServer(ThreadingHTTPServer):
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         sock.settimeout(_HANDSHAKE_TIMEOUT)
         # The handshake itself runs on the worker thread, so a slow client never stalls accept.
-        tls = self.node._tls_context().wrap_socket(
+        tls = self.node._tls_context(self.listener).wrap_socket(
             sock, server_side=True, do_handshake_on_connect=False
         )
         return tls, address
@@ -492,6 +492,8 @@ class EmulatedNode:
         self._root = cluster._root
         self._leaf: ServerCertificate
         self._context: ssl.SSLContext
+        # The configurator's own certificate, when a knob gave it one (else the service's).
+        self._configurator_context: ssl.SSLContext | None = None
         self._install(self._root, self._root.issue(names[0], names, key_type=cluster.key_type))
 
     def __repr__(self) -> str:
@@ -593,9 +595,12 @@ class EmulatedNode:
         context = _server_context(leaf, root, self._on_sni)
         with self._lock:
             self._root, self._leaf, self._context = root, leaf, context
+            self._configurator_context = None
 
-    def _tls_context(self) -> ssl.SSLContext:
+    def _tls_context(self, listener: str = "service") -> ssl.SSLContext:
         with self._lock:
+            if listener == "configurator" and self._configurator_context is not None:
+                return self._configurator_context
             return self._context
 
     def _on_sni(self, _sock: ssl.SSLObject, server_name: str | None, _ctx: ssl.SSLContext) -> None:
@@ -667,6 +672,17 @@ class EmulatedNode:
         with self._lock:
             root = self._root
         self._install(root, root.issue(names[0], list(names), key_type=self._cluster.key_type))
+
+    def serve_configurator_certificate_of_its_own(self) -> None:
+        """The configurator port presents another leaf (same root CA, same names) than the
+        service port, until the next regeneration; no public source says which a real
+        appliance does, and the client must work either way."""
+        with self._lock:
+            root, common_name, names = self._root, self._leaf.common_name, self._leaf.dns_names
+        leaf = root.issue(common_name, names, key_type=self._cluster.key_type)
+        context = _server_context(leaf, root, self._on_sni)
+        with self._lock:
+            self._configurator_context = context
 
     def serve_foreign_root(self) -> None:
         """Give this node a root CA of its own and a leaf (same names) issued by it."""

@@ -148,8 +148,14 @@ def print_observation_times() -> None:
     ):
         with emulated_clusters(clusters, nodes, RTT) as emulators:
             by_cluster = {f"c{i}": group for i, group in enumerate(emulators)}
+            cpu_before = time.process_time()
             seconds = statistics.median(timed(observe_and_judge, by_cluster) for _ in range(5))
-        print(f"observe {label} at {RTT * 1000:.0f} ms: {seconds / RTT:.2f} RTT")
+            cpu = (time.process_time() - cpu_before) / 5 / (clusters * nodes)
+        # The emulators run in other processes: this process's CPU time is the client's.
+        print(
+            f"observe {label} at {RTT * 1000:.0f} ms: {seconds / RTT:.2f} RTT "
+            f"(client CPU {cpu * 1000:.1f} ms per node)"
+        )
 
 
 def observe_and_judge(by_cluster: dict[str, list[NodeAddress]]) -> None:

@@ -94,7 +94,7 @@ class ApplianceCertificateProvider(ApplianceProvider):
                 continue
             served.append(
                 self._regenerate(
-                    node, common_name, sans, trusted_pem, str(props["admin_password_key"])
+                    node, current, common_name, sans, trusted_pem, str(props["admin_password_key"])
                 )
             )
         outs = {key: props[key] for key in _INPUT_KEYS if key in props}
@@ -105,6 +105,7 @@ class ApplianceCertificateProvider(ApplianceProvider):
     def _regenerate(
         self,
         node: NodeAddress,
+        before: ServedNode,
         common_name: str,
         sans: list[str],
         trusted_pem: str,
@@ -117,7 +118,11 @@ class ApplianceCertificateProvider(ApplianceProvider):
                 f"password is configured; set it with `pulumi config set --secret "
                 f"{password_key} ...` or the {ADMIN_PASSWORD_VARIABLE} environment variable."
             )
-        with open_configurator(node, trusted_pem, password) as configurator:
+        # The configurator is tried first with the certificate just observed on the service
+        # port: no second handshake when the node presents the same one on both ports.
+        with open_configurator(
+            node, trusted_pem, password, presented_sha256=before.served_sha256
+        ) as configurator:
             configurator.generate_certificate(common_name, sans)
         after = observe_node(node)
         if after.problem:

@@ -21,6 +21,7 @@ opened, used and closed inside one provider method.
 from __future__ import annotations
 
 import _ssl
+import hashlib
 import http.client
 import json
 import os
@@ -29,7 +30,7 @@ import socket
 import ssl
 import time
 from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
@@ -38,6 +39,8 @@ import requests
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
 from requests.adapters import HTTPAdapter
+from urllib3.connection import HTTPSConnection
+from urllib3.connectionpool import HTTPSConnectionPool
 from urllib3.util.retry import Retry
 
 from components import pki
@@ -49,6 +52,7 @@ __all__ = [
     "ConfiguratorSession",
     "open_configurator",
     "NodeAddress",
+    "PresentedAnotherCertificate",
     "ServedNode",
     "observe_configurator_certificate",
     "observe_node",
@@ -231,7 +235,8 @@ def observe_node(node: NodeAddress, timeout: float | None = None) -> ServedNode:
         served_certificate,
         verification_problem,
         tuple(intermediates),
-        _signed_by(chain, root_ca),
+        # A chain that verified was issued by the root CA: the signatures need no second look.
+        verification_problem is None or _signed_by(chain, root_ca),
     )
 
 
@@ -402,6 +407,10 @@ class _NodeAdapter(HTTPAdapter):
             self._trusted_roots_pem, os.environ.get("SSLKEYLOGFILE")
         )
         super().init_poolmanager(*args, **kwargs)
+        self.poolmanager.pool_classes_by_scheme = {
+            **self.poolmanager.pool_classes_by_scheme,
+            "https": _PinnedPool,
+        }
 
     def cert_verify(self, conn: Any, url: str, verify: Any, cert: Any) -> None:
         # The trusted roots live in the context above; requests would otherwise add a CA
@@ -409,6 +418,35 @@ class _NodeAdapter(HTTPAdapter):
         conn.cert_reqs = "CERT_REQUIRED"
         conn.ca_certs = None
         conn.ca_cert_dir = None
+
+
+class PresentedAnotherCertificate(ApplianceError):
+    """The configurator presented another certificate than the one the session pins."""
+
+
+class _PinnedConnection(HTTPSConnection):
+    """Checks the exact-certificate pin itself, right after the verified handshake and before
+    anything is sent: a different certificate is then one clear error, raised once (urllib3's
+    own check raises an SSLError that its retries would repeat)."""
+
+    def connect(self) -> None:
+        pin, self.assert_fingerprint = self.assert_fingerprint, None
+        try:
+            super().connect()
+        finally:
+            self.assert_fingerprint = pin
+        assert isinstance(self.sock, ssl.SSLSocket)
+        presented = hashlib.sha256(self.sock.getpeercert(binary_form=True) or b"").hexdigest()
+        if pin and presented != pin.replace(":", "").lower():
+            self.close()
+            raise PresentedAnotherCertificate(
+                f"the configurator at {self.host}:{self.port} presented the certificate "
+                f"{presented}, not the one observed a moment before; run again"
+            )
+
+
+class _PinnedPool(HTTPSConnectionPool):
+    ConnectionCls = _PinnedConnection
 
 
 @contextmanager
@@ -442,19 +480,46 @@ def open_configurator(
     trusted_roots_pem: str,
     password: str,
     timeout: float | None = None,
+    *,
+    presented_sha256: str | None = None,
 ) -> Iterator[ConfiguratorSession]:
     """Log in to the node's configurator over TLS verified against `trusted_roots_pem`.
 
-    The configurator port is observed first, and the session accepts only the certificate
-    seen then, with its chain verified against the trusted root CAs (see _NodeAdapter). The
+    The session accepts exactly one certificate, with its chain verified against the trusted
+    root CAs (see _NodeAdapter): `presented_sha256`, when the caller observed the node a
+    moment ago (the certificate its service port serves), which saves a handshake;
+    otherwise, or when the configurator presents another one, the certificate the
+    configurator port presents now. No public source says that the configurator port
+    presents the same certificate as the service port, hence the fallback; a certificate
+    that does not match is refused right after the handshake, before anything is sent. The
     password is used for the login request only: it is never stored, logged, or included
     in an error.
     """
-    presented_sha256 = observe_configurator_certificate(node, timeout)
-    with _verified_session(node, trusted_roots_pem, presented_sha256) as http_session:
-        session = ConfiguratorSession(node, http_session, timeout or request_timeout())
-        session._login(password)
+    with ExitStack() as opened:
+        try:
+            pin = presented_sha256 or observe_configurator_certificate(node, timeout)
+            session = _logged_in(opened, node, trusted_roots_pem, password, timeout, pin)
+        except PresentedAnotherCertificate:
+            if presented_sha256 is None:
+                raise
+            opened.close()
+            pin = observe_configurator_certificate(node, timeout)
+            session = _logged_in(opened, node, trusted_roots_pem, password, timeout, pin)
         yield session
+
+
+def _logged_in(
+    opened: ExitStack,
+    node: NodeAddress,
+    trusted_roots_pem: str,
+    password: str,
+    timeout: float | None,
+    pin: str,
+) -> ConfiguratorSession:
+    http_session = opened.enter_context(_verified_session(node, trusted_roots_pem, pin))
+    session = ConfiguratorSession(node, http_session, timeout or request_timeout())
+    session._login(password)
+    return session
 
 
 class ConfiguratorSession:

@@ -167,3 +167,48 @@ def test_emulator_connections_send_small_writes_at_once(appliance):
             threading.Event().wait(0.02)
         assert accepted, "the emulator did not accept the connection"
         assert accepted[0].getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY)
+
+
+def test_the_configurator_session_reuses_the_observed_certificate_instead_of_a_handshake(
+    appliance,
+):
+    sans = [*PASSTHROUGH_SANS, "ws1-dr.corp.test"]
+    props = certificate_props(appliance, sans)
+    appliance.reset_counters()
+    configured(ApplianceCertificateProvider()).update("ws1", props, props)
+    # Per node: the service port before, one configurator session (keep-alive), the service
+    # port after. Observing the configurator port first would make it four.
+    handshakes = {node.fqdn: sum(node.sni_names.values()) for node in appliance.nodes}
+    assert handshakes == dict.fromkeys(NODE_FQDNS, 3)
+    assert appliance.writes() == 3 and appliance.logins() == 3
+
+
+def test_a_configurator_with_a_certificate_of_its_own_is_observed_and_then_used(appliance):
+    sans = [*PASSTHROUGH_SANS, "ws1-dr.corp.test"]
+    props = certificate_props(appliance, sans)
+    node_b = appliance.node("ws1-b.corp.test")
+    node_b.serve_configurator_certificate_of_its_own()
+    appliance.reset_counters()
+    outs = configured(ApplianceCertificateProvider()).update("ws1", props, props).outs
+    assert appliance.writes() == 3 and appliance.logins() == 3
+    assert "ws1-dr.corp.test" in outs["served"]["ws1-b.corp.test"]["sans"]
+    # The refused pin, the observation of the configurator port, and the session.
+    assert sum(node_b.sni_names.values()) == 3 + 2
+    assert node_b.count(listener="configurator", path="login") == 1
+
+
+def test_a_configurator_certificate_that_changes_after_its_observation_is_a_clear_error(
+    appliance, monkeypatch
+):
+    node = addresses(appliance)[0]
+    observed = client.observe_configurator_certificate(node)
+    appliance.node(node.fqdn).serve_configurator_certificate_of_its_own()
+    monkeypatch.setattr(client, "observe_configurator_certificate", lambda *_: observed)
+    with (
+        pytest.raises(client.PresentedAnotherCertificate) as failed,
+        client.open_configurator(node, appliance.root_ca_pem, ADMIN_PASSWORD),
+    ):
+        pass
+    assert "presented the certificate" in str(failed.value)
+    assert ADMIN_PASSWORD not in str(failed.value)
+    assert appliance.logins() == 0
