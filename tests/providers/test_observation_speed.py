@@ -47,7 +47,8 @@ def test_every_node_of_every_cluster_is_in_flight_at_the_same_time(appliance, mo
     assert first.root_ca_sha256s == [appliance.root_ca_sha256]
 
 
-def test_a_node_that_cannot_be_observed_fails_its_own_cluster_only(appliance):
+def test_a_node_that_cannot_be_observed_fails_its_own_cluster_only(appliance, monkeypatch):
+    monkeypatch.setattr(client.time, "sleep", lambda _seconds: None)  # no retry backoff here
     other_fqdns = ("ws2-a.corp.test",)
     with ApplianceCluster(other_fqdns, "ws2.corp.test", ADMIN_PASSWORD) as other:
         broken = addresses(appliance)[1]
@@ -125,7 +126,7 @@ def test_an_answer_that_trickles_in_ends_at_the_deadline_not_per_read(monkeypatc
     monkeypatch.setattr(client.time, "sleep", lambda _seconds: None)  # no backoff wait here
     try:
         with pytest.raises(ApplianceError) as failed:
-            observe_node(node, timeout=0.5)
+            observe_node(node, timeout=0.3)
     finally:
         stop.set()
         listener.close()
@@ -146,7 +147,10 @@ def test_a_change_observes_each_node_once_before_and_each_changed_node_once_afte
     assert appliance.writes() == 2
 
 
-def test_a_node_that_cannot_be_observed_stops_a_change_before_any_node_is_touched(appliance):
+def test_a_node_that_cannot_be_observed_stops_a_change_before_any_node_is_touched(
+    appliance, monkeypatch
+):
+    monkeypatch.setattr(client.time, "sleep", lambda _seconds: None)  # no retry backoff here
     props = certificate_props(appliance, [*PASSTHROUGH_SANS, "ws1-dr.corp.test"])
     appliance.node("ws1-c.corp.test").fail_next(10, "reset", listener="service")
     appliance.reset_counters()
