@@ -440,8 +440,9 @@ class _PinnedConnection(HTTPSConnection):
         if pin and presented != pin.replace(":", "").lower():
             self.close()
             raise PresentedAnotherCertificate(
-                f"the configurator at {self.host}:{self.port} presented the certificate "
-                f"{presented}, not the one observed a moment before; run again"
+                f"node {self.server_hostname} ({self.host}:{self.port}): the configurator "
+                f"presented the certificate {presented}, not the one observed a moment before; "
+                "if its certificate was just changed, run again"
             )
 
 
