@@ -34,9 +34,8 @@ from components.appliance.observation import cluster_observation, observe_nodes
 from components.appliance.root_ca import ApplianceRootCAProvider
 from components.trust_stores.pem_file import PemTrustBundleProvider
 from emulators.appliance import ApplianceCluster
-from tests.harness import Stack
 from tests.program import scenarios
-from tests.program.stacks import PROGRAM, PROJECT_DIR
+from tests.program.stacks import PROJECT_DIR
 
 RTT = 0.1  # seconds the emulator waits before answering each request
 KEY_TYPE = "ecp256"
@@ -238,7 +237,7 @@ def print_program_run_times() -> None:
             bare, program = [], []
             for _ in range(5):  # side by side, so that both see the same machine load
                 bare.append(timed(python, "-c", "import pulumi"))
-                program.append(timed(lambda: python("-m", "tests.bench", "--preview", str(path))))  # noqa: B023
+                program.append(timed(lambda: python("-m", "tests.preview_once", str(path))))  # noqa: B023
             ratio = statistics.median(program) / statistics.median(bare)
             print(f"program run, {label}: {ratio:.2f} x the bare SDK import")
 
@@ -248,23 +247,6 @@ def python(*arguments: str) -> None:
     subprocess.run(  # noqa: S603 (this interpreter, fixed arguments)
         [sys.executable, *arguments], check=True, cwd=PROJECT_DIR, env=environment
     )
-
-
-def preview(config_file: str) -> int:
-    """One program run, as `pulumi preview` runs it (in a child process of the bench)."""
-    document = json.loads(Path(config_file).read_text())
-    stack = Stack(
-        PROGRAM,
-        stack="bench",
-        config=document["config"],
-        secret_keys={"ws1-access-lb-trust:bigipPassword"},
-        cwd=document["cwd"],
-    )
-    result = stack.preview()
-    if result.error:
-        print(f"preview failed: {result.error}", file=sys.stderr)
-        return 1
-    return 0
 
 
 # --- first up that regenerates every node ---------------------------------------------------
@@ -299,6 +281,4 @@ def per_node(counts: Sequence[int]) -> str:
 
 
 if __name__ == "__main__":
-    if len(sys.argv) == 3 and sys.argv[1] == "--preview":
-        sys.exit(preview(sys.argv[2]))
     sys.exit(main())
