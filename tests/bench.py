@@ -90,7 +90,7 @@ def print_scenario_counts() -> None:
 @contextmanager
 def emulated_clusters(
     clusters: int, nodes: int, latency: float
-) -> Iterator[list[list[NodeAddress]]]:
+) -> Iterator[tuple[list[list[NodeAddress]], list[int]]]:
     """Emulated clusters in their own processes, as real appliances are other machines: the
     emulator's own work must not compete with the observation for this process's GIL."""
     processes = []
@@ -129,7 +129,7 @@ def emulated_clusters(
                     for node in description["nodes"]
                 ]
             )
-        yield groups
+        yield groups, [process.pid for process in processes]
     finally:
         for process in processes:
             process.terminate()
@@ -145,16 +145,27 @@ def print_observation_times() -> None:
         (1, 30, "30 nodes"),
         (5, 3, "5 clusters x 3 nodes"),
     ):
-        with emulated_clusters(clusters, nodes, RTT) as emulators:
-            by_cluster = {f"c{i}": group for i, group in enumerate(emulators)}
-            cpu_before = time.process_time()
+        with emulated_clusters(clusters, nodes, RTT) as (groups, emulator_pids):
+            by_cluster = {f"c{i}": group for i, group in enumerate(groups)}
+            client_before, emulators_before = time.process_time(), cpu_seconds(emulator_pids)
             seconds = statistics.median(timed(observe_and_judge, by_cluster) for _ in range(5))
-            cpu = (time.process_time() - cpu_before) / 5 / (clusters * nodes)
-        # The emulators run in other processes: this process's CPU time is the client's.
+            observations = 5 * clusters * nodes
+            client = (time.process_time() - client_before) / observations
+            emulators = (cpu_seconds(emulator_pids) - emulators_before) / observations
+        # The emulated nodes run in other processes, but on the same cores as the client.
         print(
             f"observe {label} at {RTT * 1000:.0f} ms: {seconds / RTT:.2f} RTT "
-            f"(client CPU {cpu * 1000:.1f} ms per node)"
+            f"(CPU per node: client {client * 1000:.1f} ms, emulator {emulators * 1000:.1f} ms)"
         )
+
+
+def cpu_seconds(pids: Sequence[int]) -> float:
+    """User + system CPU time of these processes so far (Linux /proc)."""
+    total = 0
+    for pid in pids:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        total += int(fields[11]) + int(fields[12])  # utime, stime (fields 14 and 15)
+    return total / os.sysconf("SC_CLK_TCK")
 
 
 def observe_and_judge(by_cluster: dict[str, list[NodeAddress]]) -> None:

@@ -113,8 +113,10 @@ def observe_nodes(
     if not distinct:
         return {}
     with ThreadPoolExecutor(max_workers=min(MAX_PARALLEL_OBSERVATIONS, len(distinct))) as pool:
-        futures = [pool.submit(observe, node) for node in distinct]
-        all_started.set()
+        try:
+            futures = [pool.submit(observe, node) for node in distinct]
+        finally:
+            all_started.set()  # also when a thread could not start: never leave one waiting
         return {node: future.result() for node, future in zip(distinct, futures, strict=True)}
 
 
