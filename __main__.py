@@ -4,7 +4,7 @@ import pulumi
 
 from components.access_trust import AccessTrust, observe_and_approve
 from components.preflight import check_credentials, check_load_balancers, warn_about_environment
-from components.settings import PROJECT, SettingsError, load_settings
+from components.settings import SettingsError, load_settings
 
 try:
     settings = load_settings()
@@ -15,10 +15,7 @@ except SettingsError as problem:
 # the plan needs found, before anything is declared: a refusal registers nothing.
 check_load_balancers(settings)
 warn_about_environment()
-approved = {
-    cluster.name: observe_and_approve(cluster, f"{PROJECT}:clusters[{index}]")
-    for index, cluster in enumerate(settings.clusters)
-}
+approved = observe_and_approve(settings.clusters)
 check_credentials(settings, approved)
 
 for cluster in settings.clusters:

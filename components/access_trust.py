@@ -8,7 +8,7 @@ with its own private CA, that CA on the appliance.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -22,13 +22,15 @@ from components.appliance.client import ApplianceError, NodeAddress, ServedNode
 from components.appliance.lb_root import ApplianceLoadBalancerRootCA
 from components.appliance.observation import (
     ClusterObservation,
+    NodeResult,
     TrustDecisionError,
+    cluster_observation,
     decide_trust,
-    observe_cluster,
+    observe_nodes,
 )
 from components.appliance.root_ca import ApplianceRootCA
 from components.naming import Names
-from components.settings import Cluster
+from components.settings import PROJECT, Cluster
 from components.trust_stores import ClusterTrust, TrustStoreOutputs, declare_trust_store
 
 __all__ = ["AccessTrust", "ApprovedCluster", "observe_and_approve", "required_names"]
@@ -59,31 +61,48 @@ class ApprovedCluster:
 
 
 def observe_and_approve(
-    cluster: Cluster, config_key: str, now: datetime | None = None
-) -> ApprovedCluster:
-    """Observe the cluster now and apply the trust rules; a refusal is a clean program error.
+    clusters: Sequence[Cluster], now: datetime | None = None
+) -> dict[str, ApprovedCluster]:
+    """Observe every node of every cluster at once, then apply the trust rules per cluster.
 
-    `config_key` is where the cluster is declared (`ws1-access-lb-trust:clusters[0]`), for
-    messages. Runs before any resource is declared, so a refused trust leaves every load
-    balancer as it was (principle: nothing is trusted that was not verified).
+    A refusal is one clean program error naming every cluster that was refused. Runs before
+    any resource is declared, so a refused trust leaves every load balancer as it was
+    (principle: nothing is trusted that was not verified).
     """
-    try:
-        if cluster.load_balancer_root_ca is not None:
-            source = f"config key {config_key}.load_balancer_root_ca"
-            pki.check_ca(pki.load_certificate(cluster.load_balancer_root_ca, source), source, now)
-        incoming = None
-        if cluster.incoming_root_ca is not None:
-            source = f"config key {config_key}.incoming_root_ca"
-            incoming = pki.load_certificate(cluster.incoming_root_ca, source)
-        observation = observe_cluster(cluster.name, node_addresses(cluster), now=now)
-        trusted = decide_trust(
-            observation, cluster.root_ca_sha256, cluster.trust_on_first_use, incoming, now
-        )
-    except (ApplianceError, TrustDecisionError, pki.CertificateError) as problem:
-        message = str(problem)
-        if not message.startswith(f"cluster {cluster.name}"):
-            message = f"cluster {cluster.name}: {message}"
-        raise pulumi.RunError(message) from None
+    results = observe_nodes([node for cluster in clusters for node in node_addresses(cluster)])
+    approved: dict[str, ApprovedCluster] = {}
+    problems: list[str] = []
+    for index, cluster in enumerate(clusters):
+        try:
+            approved[cluster.name] = _approve(cluster, f"{PROJECT}:clusters[{index}]", results, now)
+        except (ApplianceError, TrustDecisionError, pki.CertificateError) as problem:
+            message = str(problem)
+            if not message.startswith(f"cluster {cluster.name}"):
+                message = f"cluster {cluster.name}: {message}"
+            problems.append(message)
+    if problems:
+        raise pulumi.RunError("\n".join(problems))
+    return approved
+
+
+def _approve(
+    cluster: Cluster,
+    config_key: str,
+    results: Mapping[NodeAddress, NodeResult],
+    now: datetime | None,
+) -> ApprovedCluster:
+    # `config_key` is where the cluster is declared (`ws1-access-lb-trust:clusters[0]`).
+    if cluster.load_balancer_root_ca is not None:
+        source = f"config key {config_key}.load_balancer_root_ca"
+        pki.check_ca(pki.load_certificate(cluster.load_balancer_root_ca, source), source, now)
+    incoming = None
+    if cluster.incoming_root_ca is not None:
+        source = f"config key {config_key}.incoming_root_ca"
+        incoming = pki.load_certificate(cluster.incoming_root_ca, source)
+    observation = cluster_observation(cluster.name, node_addresses(cluster), results, now)
+    trusted = decide_trust(
+        observation, cluster.root_ca_sha256, cluster.trust_on_first_use, incoming, now
+    )
     return ApprovedCluster(observation, trusted)
 
 

@@ -422,9 +422,12 @@ class _TLSServer(ThreadingHTTPServer):
 
     def get_request(self) -> tuple[ssl.SSLSocket, Any]:
         sock, address = self.socket.accept()
+        # Headers and body go out as separate small writes; with Nagle's algorithm the body
+        # would wait for the client's delayed ACK (about 40 ms on Linux) on every response.
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         sock.settimeout(_HANDSHAKE_TIMEOUT)
         # The handshake itself runs on the worker thread, so a slow client never stalls accept.
-        tls = self.node._tls_context().wrap_socket(
+        tls = self.node._tls_context(self.listener).wrap_socket(
             sock, server_side=True, do_handshake_on_connect=False
         )
         return tls, address
@@ -500,6 +503,8 @@ class EmulatedNode:
         self._root = cluster._root
         self._leaf: ServerCertificate
         self._context: ssl.SSLContext
+        # The configurator's own certificate, when a knob gave it one (else the service's).
+        self._configurator_context: ssl.SSLContext | None = None
         self._install(self._root, self._root.issue(names[0], names, key_type=cluster.key_type))
 
     def __repr__(self) -> str:
@@ -601,9 +606,12 @@ class EmulatedNode:
         context = _server_context(leaf, root, self._on_sni)
         with self._lock:
             self._root, self._leaf, self._context = root, leaf, context
+            self._configurator_context = None
 
-    def _tls_context(self) -> ssl.SSLContext:
+    def _tls_context(self, listener: str = "service") -> ssl.SSLContext:
         with self._lock:
+            if listener == "configurator" and self._configurator_context is not None:
+                return self._configurator_context
             return self._context
 
     def _on_sni(self, _sock: ssl.SSLObject, server_name: str | None, _ctx: ssl.SSLContext) -> None:
@@ -675,6 +683,17 @@ class EmulatedNode:
         with self._lock:
             root = self._root
         self._install(root, root.issue(names[0], list(names), key_type=self._cluster.key_type))
+
+    def serve_configurator_certificate_of_its_own(self) -> None:
+        """The configurator port presents another leaf (same root CA, same names) than the
+        service port, until the next regeneration; no public source says which a real
+        appliance does, and the client must work either way."""
+        with self._lock:
+            root, common_name, names = self._root, self._leaf.common_name, self._leaf.dns_names
+        leaf = root.issue(common_name, names, key_type=self._cluster.key_type)
+        context = _server_context(leaf, root, self._on_sni)
+        with self._lock:
+            self._configurator_context = context
 
     def serve_foreign_root(self) -> None:
         """Give this node a root CA of its own and a leaf (same names) issued by it."""
@@ -976,6 +995,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument("--key-type", choices=KEY_TYPES, default="rsa2048")
     parser.add_argument(
+        "--latency",
+        type=float,
+        default=0.0,
+        help="seconds every node waits before answering each request (default 0)",
+    )
+    parser.add_argument(
         "--regeneration-makes-new-root",
         action="store_true",
         help="Auto Generate issues from a new cluster root CA instead of the current one",
@@ -999,6 +1024,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"Cannot build the emulated cluster: {error}.", file=sys.stderr)
         return 2
     cluster.regeneration_makes_new_root = args.regeneration_makes_new_root
+    for node in cluster.nodes:
+        node.latency = args.latency
     for option, listener in (
         (args.service_ports, "service"),
         (args.configurator_ports, "configurator"),

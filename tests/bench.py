@@ -11,24 +11,34 @@
 * the bad-input catalogue of tests/reliability/cases.py: how many cases got a clear error
   naming the place, how many escaped as tracebacks, how many changed something first;
 * how many provider calls the lifecycle harness made through the SDK's real provider host.
-
-Figures, not timings: counts do not depend on the machine.
+* times, as ratios measured side by side in this one run, so that they do not depend on the
+  machine: observing nodes in round trips (RTT = the latency the emulator injects into every
+  request; target at most 1.5), a program run against the bare `import pulumi` (target
+  under 2 for 100 pem_file load balancers), and a first up that regenerates every node.
 """
 
 from __future__ import annotations
 
 import collections
 import contextlib
+import json
+import os
+import statistics
+import subprocess
 import sys
 import tempfile
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 from pulumi.dynamic.dynamic import serialize_provider
 
 from components.appliance.certificate import ApplianceCertificateProvider
+from components.appliance.client import NodeAddress
 from components.appliance.lb_root import ApplianceLoadBalancerRootCAProvider
+from components.appliance.observation import cluster_observation, observe_nodes
 from components.appliance.root_ca import ApplianceRootCAProvider
 from components.trust_stores.f5_device_group import (
     DeviceGroupCheckProvider,
@@ -36,9 +46,15 @@ from components.trust_stores.f5_device_group import (
 )
 from components.trust_stores.f5_name_check import ServerSslNameCheckProvider
 from components.trust_stores.pem_file import PemTrustBundleProvider
+from emulators.appliance import ApplianceCluster
 from tests.harness.host import inside_host
 from tests.program import f5_world, scenarios
+from tests.program.stacks import PROJECT_DIR
 from tests.reliability import cases as bad_inputs
+
+RTT = 0.1  # seconds the emulator waits before answering each request
+KEY_TYPE = "ecp256"
+PASSWORD = "bench-emulator-password"
 
 PROVIDERS = {
     "ApplianceRootCA": ApplianceRootCAProvider,
@@ -83,7 +99,7 @@ def main() -> int:
     for name, provider in PROVIDERS.items():
         print(f"serialized provider bytes {name}: {len(serialize_provider(provider()))} bytes")
     with counting_provider_calls() as calls:
-        worst_off_trust = run_scenarios()
+        worst_off_trust = print_scenario_counts()
         # A second `up` of one F5 entry (virtual server, device group without auto-sync) with
         # nothing changed: requests the emulated BIG-IP received (target: only reads, at most
         # one per REST resource).
@@ -103,10 +119,13 @@ def main() -> int:
         "harness: provider calls through the SDK provider host: "
         f"{calls['through the host']} of {calls['all']}"
     )
+    print_observation_times()
+    print_program_run_times()
+    print_first_up_with_regeneration()
     return 0
 
 
-def run_scenarios() -> int:
+def print_scenario_counts() -> int:
     """Print each lifecycle scenario's call counts; return the most nodes ever off trust."""
     worst_off_trust = 0
     for name, (scenario, options) in scenarios.SCENARIOS.items():
@@ -137,6 +156,213 @@ def run_scenarios() -> int:
             + ", ".join(f"{fqdn} {count}" for fqdn, count in sorted(per_node.items()))
         )
     return worst_off_trust
+
+
+# --- observation --------------------------------------------------------------------------
+
+
+@contextmanager
+def emulated_clusters(
+    clusters: int, nodes: int, latency: float
+) -> Iterator[tuple[list[list[NodeAddress]], list[int]]]:
+    """Emulated clusters in their own processes, as real appliances are other machines: the
+    emulator's own work must not compete with the observation for this process's GIL."""
+    processes = []
+    try:
+        for index in range(clusters):
+            processes.append(
+                subprocess.Popen(  # noqa: S603 (this interpreter, fixed arguments)
+                    [
+                        sys.executable,
+                        "-m",
+                        "emulators.appliance",
+                        "--nodes",
+                        str(nodes),
+                        "--domain",
+                        f"c{index}.bench.test",
+                        "--latency",
+                        str(latency),
+                        "--key-type",
+                        KEY_TYPE,
+                    ],
+                    cwd=PROJECT_DIR,
+                    env={**os.environ, "WS1_ACCESS_ADMIN_PASSWORD": PASSWORD},
+                    stdout=subprocess.PIPE,
+                    text=True,
+                )
+            )
+        groups = []
+        for process in processes:
+            assert process.stdout is not None
+            description = json.loads(process.stdout.readline())
+            groups.append(
+                [
+                    NodeAddress(
+                        node["fqdn"], node["address"], node["port"], node["configurator_port"]
+                    )
+                    for node in description["nodes"]
+                ]
+            )
+        yield groups, [process.pid for process in processes]
+    finally:
+        for process in processes:
+            process.terminate()
+            process.wait(timeout=30)
+
+
+def print_observation_times() -> None:
+    """What the program does before declaring anything: observe every node of every cluster,
+    then judge each cluster."""
+    for clusters, nodes, label in (
+        (1, 3, "3 nodes"),
+        (1, 10, "10 nodes"),
+        (1, 30, "30 nodes"),
+        (5, 3, "5 clusters x 3 nodes"),
+    ):
+        with emulated_clusters(clusters, nodes, RTT) as (groups, emulator_pids):
+            by_cluster = {f"c{i}": group for i, group in enumerate(groups)}
+            client_before, emulators_before = time.process_time(), cpu_seconds(emulator_pids)
+            seconds = statistics.median(timed(observe_and_judge, by_cluster) for _ in range(5))
+            observations = 5 * clusters * nodes
+            client = (time.process_time() - client_before) / observations
+            emulators = (cpu_seconds(emulator_pids) - emulators_before) / observations
+        # The emulated nodes run in other processes, but on the same cores as the client.
+        print(
+            f"observe {label} at {RTT * 1000:.0f} ms: {seconds / RTT:.2f} RTT "
+            f"(CPU per node: client {client * 1000:.1f} ms, emulator {emulators * 1000:.1f} ms)"
+        )
+
+
+def cpu_seconds(pids: Sequence[int]) -> float:
+    """User + system CPU time of these processes so far (Linux /proc)."""
+    total = 0
+    for pid in pids:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        total += int(fields[11]) + int(fields[12])  # utime, stime (fields 14 and 15)
+    return total / os.sysconf("SC_CLK_TCK")
+
+
+def observe_and_judge(by_cluster: dict[str, list[NodeAddress]]) -> None:
+    results = observe_nodes([node for group in by_cluster.values() for node in group])
+    for name, group in by_cluster.items():
+        cluster_observation(name, group, results)
+
+
+def timed(action: Callable[..., Any], *arguments: Any) -> float:
+    start = time.perf_counter()
+    action(*arguments)
+    return time.perf_counter() - start
+
+
+# --- program run against the bare SDK import ------------------------------------------------
+
+
+def print_program_run_times() -> None:
+    fqdns = [f"ws1-node{n}.c0.bench.test" for n in (1, 2, 3)]
+    with (
+        ApplianceCluster(fqdns, "ws1.c0.bench.test", PASSWORD) as emulator,
+        tempfile.TemporaryDirectory() as tmp,
+    ):
+        directory = Path(tmp)
+        cluster = {
+            "name": "c0",
+            "service_fqdn": "ws1.c0.bench.test",
+            "ssl_termination": "load_balancer",
+            "root_ca_sha256": emulator.root_ca_sha256,
+            "nodes": [
+                {
+                    "fqdn": node.fqdn,
+                    "address": node.address,
+                    "service_port": node.port,
+                    "configurator_port": node.configurator_port,
+                }
+                for node in emulator.nodes
+            ],
+        }
+        pem_files = []
+        for index in range(100):
+            (directory / f"lb{index}").mkdir()
+            pem_files.append(
+                {
+                    "name": f"proxy-{index}",
+                    "kind": "pem_file",
+                    "cluster": "c0",
+                    "path": str(directory / f"lb{index}" / "trust.pem"),
+                }
+            )
+        management_ca = directory / "bigip-management-ca.pem"
+        management_ca.write_text(emulator.root_ca_pem)
+        big_ips = [
+            {
+                "name": f"bigip-{index}",
+                "kind": "f5",
+                "cluster": "c0",
+                "address": f"bigip-{index}.bench.test",
+                "username": "pulumi-automation",
+                "management_ca_path": str(management_ca),
+                "virtual_server": {
+                    "destination": f"10.20.40.{index + 10}",
+                    "port": 443,
+                    "client_ssl_profile": "/Common/ws1-clientssl",
+                },
+            }
+            for index in range(10)
+        ]
+        runs = {
+            "100 pem_file load balancers": {"clusters": [cluster], "load_balancers": pem_files},
+            "10 F5 entries with virtual servers": {
+                "clusters": [cluster],
+                "load_balancers": big_ips,
+                "bigipPassword": "bench-bigip-password",
+            },
+        }
+        for label, config in runs.items():
+            path = directory / "config.json"
+            path.write_text(json.dumps({"config": config, "cwd": tmp}))
+            bare, program = [], []
+            for _ in range(5):  # side by side, so that both see the same machine load
+                bare.append(timed(python, "-c", "import pulumi"))
+                program.append(timed(lambda: python("-m", "tests.preview_once", str(path))))  # noqa: B023
+            ratio = statistics.median(program) / statistics.median(bare)
+            print(f"program run, {label}: {ratio:.2f} x the bare SDK import")
+
+
+def python(*arguments: str) -> None:
+    environment = {**os.environ, "WS1_ACCESS_ADMIN_PASSWORD": PASSWORD}
+    subprocess.run(  # noqa: S603 (this interpreter, fixed arguments)
+        [sys.executable, *arguments], check=True, cwd=PROJECT_DIR, env=environment
+    )
+
+
+# --- first up that regenerates every node ---------------------------------------------------
+
+
+def print_first_up_with_regeneration() -> None:
+    with (
+        tempfile.TemporaryDirectory() as directory,
+        scenarios.world(Path(directory)) as world,
+    ):
+        for node in world.emulator.nodes:
+            # Only the service FQDN: passthrough needs every node FQDN too, so all 3 change.
+            node.regenerate(scenarios.SERVICE, [scenarios.SERVICE])
+            node.latency = RTT
+        start = time.perf_counter()
+        step = world.run("first up", world.stack.up)  # resets the counters first
+        seconds = time.perf_counter() - start
+        scenarios.expect_ok(step)
+        nodes = world.emulator.nodes
+        requests = [node.count() for node in nodes]
+        handshakes = [sum(node.sni_names.values()) for node in nodes]
+        changed = sum(node.count(path="generate") for node in nodes)
+    print(
+        f"first up, {changed} nodes regenerated at {RTT * 1000:.0f} ms: "
+        f"{seconds / RTT / len(nodes):.2f} RTT per node "
+        f"(requests per node {per_node(requests)}, handshakes per node {per_node(handshakes)})"
+    )
+
+
+def per_node(counts: Sequence[int]) -> str:
+    return "/".join(str(count) for count in counts)
 
 
 if __name__ == "__main__":

@@ -30,8 +30,10 @@ from components.appliance.client import (
 )
 from components.appliance.observation import (
     ClusterObservation,
+    cluster_observation,
     needs_certificate,
     observe_cluster,
+    observe_nodes,
 )
 from components.dynamic import diff_inputs, is_unknown
 
@@ -112,12 +114,16 @@ class ApplianceCertificateProvider(ApplianceProvider):
         trusted_roots = pki.load_bundle(
             trusted_pem, f"cluster {cluster}: the planned trusted root CA bundle"
         )
+        nodes = [NodeAddress.from_input(value) for value in props["nodes"]]
+        # Every node is observed once, all at once; then only the nodes that need it get a
+        # new certificate, one node at a time (rolling), each observed once more afterwards.
+        # A node that cannot be observed stops the change before any node is touched.
+        before = cluster_observation(cluster, nodes, observe_nodes(nodes))
         served: list[ServedNode] = []
         # The stack's node order, always: the first node that needs a certificate is the
         # canary (README, "Rotating the appliance certificate"), and the outage guard below
         # stops there when its new certificate is not trusted.
-        for node in (NodeAddress.from_input(value) for value in props["nodes"]):
-            current = observe_node(node)
+        for node, current in zip(nodes, before.nodes, strict=True):
             if not needs_certificate(current, common_name, sans):
                 served.append(current)
                 continue
@@ -147,6 +153,8 @@ class ApplianceCertificateProvider(ApplianceProvider):
                 f"password is configured; set it with `pulumi config set --secret "
                 f"{password_key} ...` or the {ADMIN_PASSWORD_VARIABLE} environment variable."
             )
+        # The certificate the service port just served is pinned first: no second handshake
+        # when the configurator presents the same one (see open_configurator).
         with open_configurator(node, trusted_pem, password, current=current) as configurator:
             configurator.generate_certificate(common_name, sans)
         after = observe_node(node)

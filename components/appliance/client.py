@@ -21,6 +21,7 @@ opened, used and closed inside one provider method.
 from __future__ import annotations
 
 import _ssl
+import hashlib
 import http.client
 import json
 import math
@@ -28,21 +29,22 @@ import os
 import re
 import socket
 import ssl
-import tempfile
 import threading
 import time
 import urllib.parse
 from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager, suppress
+from contextlib import ExitStack, contextmanager, suppress
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import lru_cache
 from typing import Any
 
 import requests
-import urllib3
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
 from requests.adapters import HTTPAdapter
+from urllib3.connection import HTTPSConnection
+from urllib3.connectionpool import HTTPSConnectionPool
 from urllib3.util.retry import Retry
 
 from components import pki
@@ -55,6 +57,7 @@ __all__ = [
     "CONFIGURATOR_PATHS",
     "ApplianceError",
     "ConfiguratorSession",
+    "PresentedAnotherCertificate",
     "open_configurator",
     "NodeAddress",
     "ServedNode",
@@ -227,11 +230,15 @@ def observe_node(node: NodeAddress, timeout: float | None = None) -> ServedNode:
     connection with. Nothing read here is trusted until the caller has checked the root CA
     against the pin (or warned loudly) and `pki.verify_served_chain` has checked that the
     served certificate chains to it for the node's TLS name (see ServedNode.problem).
+
+    Each attempt (connect, handshake, request, whole answer) must finish within `timeout`
+    seconds in total, not per read: a node that trickles its answer cannot stall a run.
     """
+    seconds = timeout or request_timeout()
     last_problem = ""
     for attempt in range(_ATTEMPTS):
         try:
-            chain, status, body = _fetch_root_ca_unverified(node, timeout or request_timeout())
+            chain, status, body = _fetch_root_ca_unverified(node, seconds)
             break
         except (OSError, http.client.HTTPException) as problem:
             last_problem = _describe_handshake_problem(problem)
@@ -265,20 +272,21 @@ def observe_node(node: NodeAddress, timeout: float | None = None) -> ServedNode:
         served_certificate,
         verification_problem,
         tuple(intermediates),
-        _signed_by(chain, root_ca),
+        # A chain that verified was issued by the root CA: the signatures need no second look.
+        verification_problem is None or _signed_by(chain, root_ca),
     )
 
 
 def observe_configurator_certificate(node: NodeAddress, timeout: float | None = None) -> str:
     """SHA-256 of the certificate the node's configurator port presents (an observation:
     the session that uses it verifies the chain; see _NodeAdapter)."""
-    context = _observation_context()
+    seconds = timeout or request_timeout()
     try:
+        deadline = time.monotonic() + seconds
+        address = (node.address, node.configurator_port)
         with (
-            socket.create_connection(
-                (node.address, node.configurator_port), timeout=timeout or request_timeout()
-            ) as raw,
-            context.wrap_socket(raw, server_hostname=node.fqdn) as tls,
+            socket.create_connection(address, timeout=seconds) as raw,
+            _observation_socket(raw, node.fqdn, deadline) as tls,
         ):
             return pki.sha256_fingerprint(_presented_chain(tls)[0])
     except OSError as problem:
@@ -301,14 +309,43 @@ def _signed_by(chain: Sequence[x509.Certificate], root_ca: x509.Certificate) -> 
     return True
 
 
+class _DeadlineSocket(ssl.SSLSocket):
+    """A TLS socket whose reads all end by one deadline (time.monotonic()), not per read:
+    http.client reads through the socket, so this bounds the whole answer."""
+
+    deadline: float | None = None
+
+    def recv_into(self, buffer: Any, nbytes: int | None = None, flags: int = 0) -> int:
+        if self.deadline is not None:
+            remaining = self.deadline - time.monotonic()
+            if remaining <= 0:
+                raise TimeoutError("no complete answer within the deadline")
+            self.settimeout(remaining)
+        return super().recv_into(buffer, nbytes or 0, flags)
+
+
+@lru_cache(maxsize=1)
 def _observation_context() -> ssl.SSLContext:
-    # Deliberate trust-on-first-use observation (see observe_node): certificate checks are
-    # done afterwards with cryptography, on exactly the bytes this connection saw.
-    context = ssl.create_default_context()
+    """The one client context of this process for the deliberate unverified observation
+    (see observe_node): certificate checks are done afterwards with cryptography, on exactly
+    the bytes the connection saw. Built once: no trust store is loaded, because none is used
+    (ssl.create_default_context would load the whole system store for nothing)."""
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
     context.check_hostname = False
     context.verify_mode = ssl.CERT_NONE
-    context.keylog_filename = None  # type: ignore[assignment]
+    context.sslsocket_class = _DeadlineSocket
     return context
+
+
+def _observation_socket(raw: socket.socket, fqdn: str, deadline: float) -> _DeadlineSocket:
+    # The handshake is bounded by the socket timeout as a whole (CPython's ssl module keeps
+    # one deadline for do_handshake); every later read by `deadline`.
+    raw.settimeout(max(deadline - time.monotonic(), 0.001))
+    tls = _observation_context().wrap_socket(raw, server_hostname=fqdn)
+    assert isinstance(tls, _DeadlineSocket)
+    tls.deadline = deadline
+    return tls
 
 
 def _presented_chain(tls: ssl.SSLSocket) -> list[x509.Certificate]:
@@ -335,8 +372,8 @@ def _fetch_root_ca_unverified(
         node.address,
         node.service_port,
         node.fqdn,
+        time.monotonic() + timeout,
         timeout=timeout,
-        context=_observation_context(),
     )
     try:
         connection.connect()
@@ -351,35 +388,71 @@ def _fetch_root_ca_unverified(
         connection.close()
 
 
-class _SniConnection(http.client.HTTPSConnection):
-    """An HTTPS connection to an address that sends the node's FQDN as SNI."""
+class _SniConnection(http.client.HTTPConnection):
+    """An HTTPS connection to an address that sends the node's FQDN as SNI, and that must
+    have its whole answer by `deadline` (see _DeadlineSocket). TLS is added in connect()
+    with the shared observation context (HTTPSConnection would build a default one)."""
 
-    def __init__(self, address: str, port: int, fqdn: str, **kwargs: Any) -> None:
+    def __init__(self, address: str, port: int, fqdn: str, deadline: float, **kwargs: Any) -> None:
         super().__init__(address, port, **kwargs)
         self._fqdn = fqdn
+        self._deadline = deadline
 
     def connect(self) -> None:
-        http.client.HTTPConnection.connect(self)
-        self.sock = self._context.wrap_socket(  # type: ignore[attr-defined]
-            self.sock, server_hostname=self._fqdn
-        )
+        # http.client's own connect sets TCP_NODELAY: the request goes out at once.
+        super().connect()
+        self.sock = _observation_socket(self.sock, self._fqdn, self._deadline)
+
+
+@lru_cache(maxsize=16)
+def _verified_context(
+    trusted_roots_pem: str, key_log_file: str | None, check_dates: bool = True
+) -> ssl.SSLContext:
+    """A client context that verifies chains against exactly these root CAs (never the
+    system store), built once per set of roots and shared by every session that trusts them.
+    `key_log_file` (SSLKEYLOGFILE) is honoured as urllib3 would; it is part of the cache key.
+
+    `check_dates` False is the one relaxation (see open_configurator): the caller verified
+    the pinned certificate's signatures itself, and OpenSSL checks nothing here. It is part
+    of the cache key because urllib3 sets `verify_mode` on the context it is given
+    (urllib3/connection.py, _ssl_wrap_socket_and_match_hostname): one context object must
+    only ever be given one value, or sessions running at the same time would mix them."""
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    context.check_hostname = False  # replaced by the exact-certificate pin: see _NodeAdapter
+    context.verify_mode = ssl.CERT_REQUIRED if check_dates else ssl.CERT_NONE
+    context.load_verify_locations(cadata=trusted_roots_pem)
+    if key_log_file:
+        context.keylog_filename = key_log_file
+    return context
 
 
 class _NodeAdapter(HTTPAdapter):
     """requests adapter for one node: connect to its address, send its FQDN as SNI, and
-    accept exactly the certificate observed a moment ago.
+    accept exactly one certificate, the one observed a moment ago.
 
-    The chain is still verified against the trusted root CAs; the exact-certificate pin
-    replaces the hostname check because a node whose certificate has the wrong names is
-    precisely the node whose configurator we must log in to, to give it a new one.
+    The chain is still verified against the trusted root CAs (`_verified_context`); the
+    exact-certificate pin replaces the hostname check because a node whose certificate has
+    the wrong names is precisely the node whose configurator we must log in to, to give it a
+    new one. With `check_dates` False (see open_configurator) the chain was verified by the
+    caller, and only the pin is checked here.
 
     It also keeps the sockets it opened, so that `abort` can end a request whose overall
     deadline passed (requests and urllib3 only bound each single read).
     """
 
-    def __init__(self, node: NodeAddress, served_sha256: str, retries: Retry) -> None:
+    def __init__(
+        self,
+        node: NodeAddress,
+        served_sha256: str,
+        retries: Retry,
+        trusted_roots_pem: str,
+        check_dates: bool = True,
+    ) -> None:
         self._node = node
         self._served_sha256 = served_sha256
+        self._trusted_roots_pem = trusted_roots_pem
+        self._check_dates = check_dates
         self._connections: list[Any] = []
         super().__init__(max_retries=retries)
 
@@ -387,21 +460,31 @@ class _NodeAdapter(HTTPAdapter):
         kwargs["server_hostname"] = self._node.fqdn
         kwargs["assert_hostname"] = False
         kwargs["assert_fingerprint"] = self._served_sha256
+        kwargs["ssl_context"] = _verified_context(
+            self._trusted_roots_pem, os.environ.get(KEY_LOG_VARIABLE), self._check_dates
+        )
         super().init_poolmanager(*args, **kwargs)
         connections = self._connections
 
-        class _TrackedConnection(urllib3.connection.HTTPSConnection):
+        class _TrackedConnection(_PinnedConnection):
             def connect(self) -> None:
-                super().connect()
                 connections.append(self)
+                super().connect()
 
-        class _TrackedPool(urllib3.HTTPSConnectionPool):
+        class _TrackedPool(HTTPSConnectionPool):
             ConnectionCls = _TrackedConnection
 
         self.poolmanager.pool_classes_by_scheme = {
             **self.poolmanager.pool_classes_by_scheme,
             "https": _TrackedPool,
         }
+
+    def cert_verify(self, conn: Any, url: str, verify: Any, cert: Any) -> None:
+        # The trusted roots live in the context above; requests would otherwise add a CA
+        # bundle file (its own, for verify=True) to that shared context on every connection.
+        conn.cert_reqs = "CERT_REQUIRED" if self._check_dates else "CERT_NONE"
+        conn.ca_certs = None
+        conn.ca_cert_dir = None
 
     def abort(self) -> None:
         """Shut down every socket this adapter opened: the blocked read returns at once."""
@@ -412,37 +495,57 @@ class _NodeAdapter(HTTPAdapter):
                     sock.shutdown(socket.SHUT_RDWR)
 
 
+class PresentedAnotherCertificate(ApplianceError):
+    """The configurator presented another certificate than the one the session pins."""
+
+
+class _PinnedConnection(HTTPSConnection):
+    """Checks the exact-certificate pin itself, right after the handshake and before anything
+    is sent: a different certificate is then one clear error, raised once (urllib3's own
+    check raises an SSLError that its retries would repeat)."""
+
+    def connect(self) -> None:
+        pin, self.assert_fingerprint = self.assert_fingerprint, None
+        try:
+            super().connect()
+        finally:
+            self.assert_fingerprint = pin
+        assert isinstance(self.sock, ssl.SSLSocket)
+        presented = hashlib.sha256(self.sock.getpeercert(binary_form=True) or b"").hexdigest()
+        if not pin or presented != pin.replace(":", "").lower():
+            self.close()
+            raise PresentedAnotherCertificate(
+                f"node {self.server_hostname} ({self.host}:{self.port}): the configurator "
+                f"presented the certificate {presented}, not the one observed a moment before; "
+                "if its certificate was just changed, run again"
+            )
+
+
 @contextmanager
 def _verified_session(
     node: NodeAddress, trusted_roots_pem: str, served_sha256: str, *, check_dates: bool = True
 ) -> Iterator[tuple[requests.Session, _NodeAdapter]]:
-    # requests wants a file for its CA bundle; it lives only as long as the session.
-    with tempfile.NamedTemporaryFile("w", suffix=".pem", prefix="ws1-roots-") as ca_file:
-        ca_file.write(trusted_roots_pem)
-        ca_file.flush()
-        session = requests.Session()
-        # check_dates=False: the caller verified the chain's signatures to a trusted root CA
-        # itself (see open_configurator); the exact-certificate pin below still applies.
-        session.verify = ca_file.name if check_dates else False
-        session.trust_env = False  # no proxy from the environment between us and the node
-        # Retries (urllib3's, with backoff): connection errors for every method, and HTTP
-        # 500/502/503/504 for idempotent reads only; a POST is never sent twice.
-        retries = Retry(
-            total=_ATTEMPTS - 1,
-            connect=_ATTEMPTS - 1,
-            read=0,
-            status=_ATTEMPTS - 1,
-            status_forcelist=(500, 502, 503, 504),
-            allowed_methods=frozenset({"GET"}),
-            backoff_factor=0.2,
-            raise_on_status=False,
-        )
-        adapter = _NodeAdapter(node, served_sha256, retries)
-        session.mount("https://", adapter)
-        try:
-            yield session, adapter
-        finally:
-            session.close()
+    session = requests.Session()
+    session.verify = True  # against the trusted roots only: see _NodeAdapter.cert_verify
+    session.trust_env = False  # no proxy from the environment between us and the node
+    # Retries (urllib3's, with backoff): connection errors for every method, and HTTP
+    # 500/502/503/504 for idempotent reads only; a POST is never sent twice.
+    retries = Retry(
+        total=_ATTEMPTS - 1,
+        connect=_ATTEMPTS - 1,
+        read=0,
+        status=_ATTEMPTS - 1,
+        status_forcelist=(500, 502, 503, 504),
+        allowed_methods=frozenset({"GET"}),
+        backoff_factor=0.2,
+        raise_on_status=False,
+    )
+    adapter = _NodeAdapter(node, served_sha256, retries, trusted_roots_pem, check_dates)
+    session.mount("https://", adapter)
+    try:
+        yield session, adapter
+    finally:
+        session.close()
 
 
 @contextmanager
@@ -456,32 +559,59 @@ def open_configurator(
 ) -> Iterator[ConfiguratorSession]:
     """Log in to the node's configurator over TLS verified against `trusted_roots_pem`.
 
-    The configurator port is observed first, and the session accepts only the certificate
-    seen then, with its chain verified against the trusted root CAs (see _NodeAdapter). The
-    password is used for the login request only: it is never stored, logged, or included
-    in an error.
+    The session accepts exactly one certificate, with its chain verified against the trusted
+    root CAs (see _NodeAdapter). `current` is what the node's service port served a moment
+    ago (observe_node): that certificate is tried first, which saves a handshake. No public
+    source says that the configurator port presents the same certificate as the service
+    port, hence the fallback: when it presents another one (refused right after the
+    handshake, before anything is sent), the certificate the configurator port presents now
+    is observed and pinned instead. The password is used for the login request only: it is
+    never stored, logged, or included in an error.
 
-    `current` is what the node's service port serves (observe_node). When the configurator
-    presents that same certificate and it is outside its validity period (expired, or not
-    yet valid: exactly a node this program must give a new certificate), OpenSSL would
-    refuse the dates; the chain's signatures are then checked here against the trusted
-    root CAs, and only the dates of that one pinned certificate are let through. Nothing
-    else is relaxed: another certificate, another issuer or a bad signature still fails.
+    When the pinned certificate is `current` and it is outside its validity period (expired,
+    or not yet valid: exactly a node this program must give a new certificate), OpenSSL would
+    refuse the dates; the chain's signatures are then checked here against the trusted root
+    CAs, and only the dates of that one pinned certificate are let through. Nothing else is
+    relaxed: another certificate, another issuer or a bad signature still fails.
     """
     refusal = key_log_refusal()
     if refusal:
         raise ApplianceError(f"node {node.fqdn}: not logging in to the configurator: {refusal}")
-    presented_sha256 = observe_configurator_certificate(node, timeout)
-    check_dates = True
-    if current is not None and current.served_sha256 == presented_sha256:
-        check_dates = not _outside_validity_but_trusted(current, trusted_roots_pem)
-    with _verified_session(node, trusted_roots_pem, presented_sha256, check_dates=check_dates) as (
-        http_session,
-        adapter,
-    ):
-        session = ConfiguratorSession(node, http_session, timeout or request_timeout(), adapter)
-        session._login(password)
+    with ExitStack() as opened:
+        try:
+            pin = (
+                current.served_sha256
+                if current
+                else observe_configurator_certificate(node, timeout)
+            )
+            session = _logged_in(opened, node, trusted_roots_pem, password, timeout, pin, current)
+        except PresentedAnotherCertificate:
+            if current is None:
+                raise
+            opened.close()
+            pin = observe_configurator_certificate(node, timeout)
+            session = _logged_in(opened, node, trusted_roots_pem, password, timeout, pin, current)
         yield session
+
+
+def _logged_in(
+    opened: ExitStack,
+    node: NodeAddress,
+    trusted_roots_pem: str,
+    password: str,
+    timeout: float | None,
+    pin: str,
+    current: ServedNode | None,
+) -> ConfiguratorSession:
+    check_dates = True
+    if current is not None and current.served_sha256 == pin:
+        check_dates = not _outside_validity_but_trusted(current, trusted_roots_pem)
+    http_session, adapter = opened.enter_context(
+        _verified_session(node, trusted_roots_pem, pin, check_dates=check_dates)
+    )
+    session = ConfiguratorSession(node, http_session, timeout or request_timeout(), adapter)
+    session._login(password)
+    return session
 
 
 def _outside_validity_but_trusted(current: ServedNode, trusted_roots_pem: str) -> bool:

@@ -4,11 +4,16 @@ The program observes every cluster while it runs (like a data source), so `pulum
 shows the exact fingerprints each load balancer will trust, including a root CA regenerated
 since the last `up`, without `--refresh`. The dynamic providers observe again when they
 apply, and refuse to go on if the appliance changed in between.
+
+Observing is waiting on the network, so every node of every cluster is observed at once in
+one bounded pool (`observe_nodes`); what each cluster serves is then judged on its own
+(`cluster_observation`, `decide_trust`). Read-only callers (an audit) use the same two steps.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import threading
+from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime
@@ -16,16 +21,28 @@ from datetime import datetime
 from cryptography import x509
 
 from components import pki
-from components.appliance.client import NodeAddress, ServedNode, observe_node
+from components.appliance.client import ApplianceError, NodeAddress, ServedNode, observe_node
 
 __all__ = [
+    "MAX_PARALLEL_OBSERVATIONS",
     "ClusterObservation",
+    "NodeResult",
     "TrustDecisionError",
+    "cluster_observation",
     "decide_trust",
     "needs_certificate",
     "observe_cluster",
+    "observe_nodes",
     "oldest_first",
 ]
+
+# Connections open at once. Each is one small request that mostly waits on the network, so
+# the bound is in the tens: a 30-node stack is observed in about one round trip.
+MAX_PARALLEL_OBSERVATIONS = 32
+
+# What observing one node gave: what it serves, or why it could not be observed (no
+# answer, or an answer that is not a certificate).
+NodeResult = ServedNode | ApplianceError | pki.CertificateError
 
 
 class TrustDecisionError(ValueError):
@@ -74,6 +91,61 @@ def needs_certificate(node: ServedNode, common_name: str, required_names: Sequen
     return False
 
 
+def observe_nodes(
+    nodes: Sequence[NodeAddress], timeout: float | None = None
+) -> dict[NodeAddress, NodeResult]:
+    """Observe every node at once (at most MAX_PARALLEL_OBSERVATIONS connections), whatever
+    cluster it belongs to; a node that cannot be observed does not stop the others."""
+
+    # Workers start observing together, once every worker thread runs: starting a thread
+    # waits for the GIL, and workers already busy with handshakes would hold it, spreading
+    # the connections over tens of milliseconds.
+    all_started = threading.Event()
+
+    def observe(node: NodeAddress) -> NodeResult:
+        all_started.wait()
+        try:
+            return observe_node(node, timeout)
+        except (ApplianceError, pki.CertificateError) as problem:
+            return problem
+
+    distinct = list(dict.fromkeys(nodes))
+    if not distinct:
+        return {}
+    with ThreadPoolExecutor(max_workers=min(MAX_PARALLEL_OBSERVATIONS, len(distinct))) as pool:
+        try:
+            futures = [pool.submit(observe, node) for node in distinct]
+        finally:
+            all_started.set()  # also when a thread could not start: never leave one waiting
+        return {node: future.result() for node, future in zip(distinct, futures, strict=True)}
+
+
+def cluster_observation(
+    cluster: str,
+    nodes: Sequence[NodeAddress],
+    results: Mapping[NodeAddress, NodeResult],
+    now: datetime | None = None,
+) -> ClusterObservation:
+    """One cluster's observation from `observe_nodes` results: each served certificate was
+    checked against the root CA its node publishes; each distinct root CA must be a sound CA.
+    Raises the first (in node order) node's failure, or pki.CertificateError for a bad CA."""
+    served: list[ServedNode] = []
+    for node in nodes:
+        result = results[node]
+        if not isinstance(result, ServedNode):
+            raise result
+        served.append(result)
+    root_cas: dict[str, x509.Certificate] = {}
+    for node_served in served:
+        if node_served.root_ca_sha256 not in root_cas:
+            source = f"the root CA published by node {node_served.fqdn}"
+            pki.check_ca(node_served.root_ca, source, now)
+            root_cas[node_served.root_ca_sha256] = node_served.root_ca
+    return ClusterObservation(
+        cluster=cluster, nodes=tuple(served), root_cas=tuple(root_cas.values())
+    )
+
+
 def observe_cluster(
     cluster: str,
     nodes: Sequence[NodeAddress],
@@ -81,16 +153,8 @@ def observe_cluster(
     now: datetime | None = None,
     timeout: float | None = None,
 ) -> ClusterObservation:
-    """Observe every node, in parallel; each served certificate is checked against the
-    root CA its node publishes, and each distinct root CA must be a sound CA."""
-    with ThreadPoolExecutor(max_workers=min(8, len(nodes)) or 1) as pool:
-        served = tuple(pool.map(lambda node: observe_node(node, timeout), nodes))
-    root_cas: dict[str, x509.Certificate] = {}
-    for node in served:
-        if node.root_ca_sha256 not in root_cas:
-            pki.check_ca(node.root_ca, f"the root CA published by node {node.fqdn}", now)
-            root_cas[node.root_ca_sha256] = node.root_ca
-    return ClusterObservation(cluster=cluster, nodes=served, root_cas=tuple(root_cas.values()))
+    """Observe one cluster's nodes at once and judge them (see cluster_observation)."""
+    return cluster_observation(cluster, nodes, observe_nodes(nodes, timeout), now)
 
 
 def decide_trust(
