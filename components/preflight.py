@@ -23,6 +23,7 @@ from components.appliance.client import (
 )
 from components.settings import F5LoadBalancer, Settings
 from components.trust_stores import check_trust_store
+from components.trust_stores.bigip_rest import BIGIP_PASSWORD_VARIABLE
 
 __all__ = [
     "BIGIP_PASSWORD_VARIABLE",
@@ -30,8 +31,6 @@ __all__ = [
     "check_load_balancers",
     "warn_about_environment",
 ]
-
-BIGIP_PASSWORD_VARIABLE = "BIGIP_PASSWORD"  # noqa: S105 (a variable's name)
 
 
 def check_credentials(settings: Settings, approved: Mapping[str, ApprovedCluster]) -> None:
@@ -83,6 +82,14 @@ def check_credentials(settings: Settings, approved: Mapping[str, ApprovedCluster
             f"cluster(s) {', '.join(logs_in)}: this run would log in to the appliance "
             f"configurator, but {refusal}"
         )
+    # The program's own REST resources log in to every F5 entry whenever its declaration
+    # changed or on refresh; which runs that are is not known here, so any run is refused.
+    bigips = [lb.name for lb in settings.load_balancers if isinstance(lb, F5LoadBalancer)]
+    if bigips and refusal:
+        problems.append(
+            f"load balancer(s) {', '.join(bigips)}: this run may log in to the BIG-IP "
+            f"management API, but {refusal}"
+        )
     if problems:
         raise pulumi.RunError("\n".join(problems))
 
@@ -95,6 +102,19 @@ def check_load_balancers(settings: Settings) -> None:
         for lb in settings.load_balancers_for(cluster.name)
         for problem in check_trust_store(lb, cluster)
     ]
+    # Logical names join the entry's and the cluster's names with "-", which both may
+    # contain: entry "a" for cluster "b-c" and entry "a-b" for cluster "c" would declare the
+    # same URNs (refused by the engine only after other registrations went through).
+    seen: dict[str, str] = {}
+    for lb in settings.load_balancers:
+        joined = f"{lb.name}-{lb.cluster}"
+        if joined in seen:
+            problems.append(
+                f"load balancer {lb.name} (cluster {lb.cluster}) and load balancer "
+                f"{seen[joined]} give their resources the same names ({joined}-...); rename "
+                "one of them."
+            )
+        seen.setdefault(joined, f"{lb.name} (cluster {lb.cluster})")
     if problems:
         raise pulumi.RunError("\n".join(problems))
 

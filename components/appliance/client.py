@@ -288,12 +288,20 @@ def observe_configurator_certificate(node: NodeAddress, timeout: float | None = 
             socket.create_connection(address, timeout=seconds) as raw,
             _observation_socket(raw, node.fqdn, deadline) as tls,
         ):
-            return pki.sha256_fingerprint(_presented_chain(tls)[0])
+            chain = _presented_chain(tls)
     except OSError as problem:
         raise ApplianceError(
             f"node {node.fqdn} ({node.address}:{node.configurator_port}): could not reach the "
             f"configurator: {_describe_handshake_problem(problem)}."
         ) from None
+    except ValueError:  # a certificate that is not DER
+        chain = []
+    if not chain:
+        raise ApplianceError(
+            f"node {node.fqdn} ({node.address}:{node.configurator_port}): the configurator "
+            "presented no readable certificate in the TLS handshake."
+        )
+    return pki.sha256_fingerprint(chain[0])
 
 
 def _signed_by(chain: Sequence[x509.Certificate], root_ca: x509.Certificate) -> bool:
@@ -454,6 +462,7 @@ class _NodeAdapter(HTTPAdapter):
         self._trusted_roots_pem = trusted_roots_pem
         self._check_dates = check_dates
         self._connections: list[Any] = []
+        self._aborted = False
         super().__init__(max_retries=retries)
 
     def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
@@ -466,9 +475,15 @@ class _NodeAdapter(HTTPAdapter):
         super().init_poolmanager(*args, **kwargs)
         connections = self._connections
 
+        adapter = self
+
         class _TrackedConnection(_PinnedConnection):
             def connect(self) -> None:
                 connections.append(self)
+                # A retry after the deadline passed (abort() ran during urllib3's backoff)
+                # must not open a socket that abort() can no longer reach.
+                if adapter._aborted:
+                    raise TimeoutError("the overall deadline passed")
                 super().connect()
 
         class _TrackedPool(HTTPSConnectionPool):
@@ -487,7 +502,9 @@ class _NodeAdapter(HTTPAdapter):
         conn.ca_cert_dir = None
 
     def abort(self) -> None:
-        """Shut down every socket this adapter opened: the blocked read returns at once."""
+        """Shut down every socket this adapter opened: the blocked read returns at once, and
+        no new connection is opened after this."""
+        self._aborted = True
         for connection in list(self._connections):
             sock = getattr(connection, "sock", None)
             if sock is not None:
@@ -623,8 +640,12 @@ def _outside_validity_but_trusted(current: ServedNode, trusted_roots_pem: str) -
         roots = pki.load_bundle(trusted_roots_pem, "the trusted root CA bundle")
     except pki.CertificateError:
         return False
-    chain = [certificate, *current.intermediates]
-    return any(_signed_by(chain, root) for root in roots)
+    # Only a leaf issued straight by a trusted root CA (as the appliance issues its own): with
+    # an intermediate in between, OpenSSL's other checks on it (CA flag, key usage, its own
+    # dates) would be skipped too, and those are not ours to relax.
+    if any(extra not in roots for extra in current.intermediates):
+        return False
+    return any(_signed_by([certificate], root) for root in roots)
 
 
 class ConfiguratorSession:

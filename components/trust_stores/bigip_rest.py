@@ -24,6 +24,7 @@ from typing import Any
 
 import requests
 
+from components.appliance.client import key_log_refusal
 from components.dynamic import TrustProvider
 
 __all__ = [
@@ -107,15 +108,20 @@ class BigipSession:
         self, method: str, path: str, document: Mapping[str, Any] | None
     ) -> dict[str, Any]:
         url = f"https://{self._management.address}:{self._management.port}{path}"
+        failure = ""
         try:
             response = self._http.request(method, url, json=document, timeout=_TIMEOUT)
         except requests.exceptions.SSLError as error:
-            raise BigipError(_tls_problem(self._management, error)) from None
+            failure = _tls_problem(self._management, error)
         except requests.exceptions.RequestException as error:
-            raise BigipError(
+            failure = (
                 f"{self._management.where}: the management API did not answer {method} {path} "
                 f"({type(error).__name__})."
-            ) from None
+            )
+        if failure:
+            # Raised here, outside the `except`: the requests exception holds the request,
+            # whose body may be the login with the password; __context__ must not keep it.
+            raise BigipError(failure)
         if response.status_code >= 400:
             raise BigipError(
                 f"{self._management.where}: {method} {path} was refused with HTTP "
@@ -137,6 +143,9 @@ class BigipSession:
 @contextmanager
 def open_session(management: Management, password: str) -> Iterator[BigipSession]:
     """Log in with a token; the token is deleted again when the block ends."""
+    refusal = key_log_refusal()
+    if refusal:  # the login carries the BIG-IP password (see preflight)
+        raise BigipError(f"{management.where}: not logging in to the management API: {refusal}")
     http = requests.Session()
     # The file alone, not the system roots: the management CA is the only one that counts.
     http.verify = management.ca_path or False

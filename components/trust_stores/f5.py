@@ -40,6 +40,7 @@ import pulumi
 import pulumi_f5bigip as f5bigip
 from pulumi_f5bigip import ltm, ssl
 
+from components.appliance.client import HEARTBEAT_PATH
 from components.naming import Names
 from components.trust_stores import ClusterTrust, TrustStoreOutputs
 from components.trust_stores.bigip_rest import Management
@@ -59,9 +60,8 @@ _CONFIGURATOR_PORT = 8443
 # The appliance serves its certificate straight from its root CA: leaf + root. One more
 # level leaves room for an intermediate, and nothing deeper is accepted.
 _AUTHENTICATE_DEPTH = 2
-_HEARTBEAT_PATH = "/SAAS/API/1.0/REST/system/health/heartbeat"
 # HTTP/1.0, so that the answer is never chunked (a chunked "ok" would not end the response).
-HEARTBEAT_SEND = "GET " + _HEARTBEAT_PATH + " HTTP/1.0\r\nHost: {host}\r\nConnection: close\r\n\r\n"
+HEARTBEAT_SEND = "GET " + HEARTBEAT_PATH + " HTTP/1.0\r\nHost: {host}\r\nConnection: close\r\n\r\n"
 # The heartbeat answers 200 with the body "ok" (shared/reference/workspace-one-access.md). A
 # receive string is a regular expression searched in the whole response, headers included
 # (F5 K5917: POSIX extended regular expressions), so a bare "ok" also matches "token",
@@ -192,8 +192,9 @@ def declare_trust(
             opts=plan.names.options("device-group-check", pulumi.ResourceOptions(parent=parent)),
         )
     declared = plan.declare(parent, provider, check)
+    written: list[pulumi.Resource] = [declared["server-ssl"], declared["authenticate-name"]]
     if lb.device_group is not None:
-        DeviceGroupSync(
+        sync = DeviceGroupSync(
             plan.names("device-group-sync"),
             management=management,
             device_group=lb.device_group,
@@ -203,14 +204,18 @@ def declare_trust(
                 pulumi.ResourceOptions(parent=parent, depends_on=list(declared.values())),
             ),
         )
+        written.append(sync)
 
+    # From the trust's input fingerprints, which preview knows (the profile and the object's
+    # name are inputs too), tied to the profile, its name check and, with a device group, the
+    # sync: whatever waits on these (exports, and the node certificates, which must not move
+    # to a root CA before every unit of the group trusts it) waits for all of them.
+    trusted_sha256s = pulumi.Output.all(*(resource.urn for resource in written), sha256s).apply(
+        lambda values: [str(sha256) for sha256 in values[-1]]
+    )
     profile = declared["server-ssl"]
     return TrustStoreOutputs(
-        # From the trust's input fingerprints, which preview knows (the profile and the
-        # object's name are inputs too), tied to the profile so exports wait for it.
-        trusted_sha256s=pulumi.Output.all(profile.urn, sha256s).apply(
-            lambda values: [str(sha256) for sha256 in values[1]]
-        ),
+        trusted_sha256s=trusted_sha256s,
         object_names=pulumi.Output.all(ca_path, profile.urn).apply(
             lambda values: [values[0], profile_path]
         ),

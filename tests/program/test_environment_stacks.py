@@ -126,3 +126,17 @@ def test_the_big_ip_password_reaches_only_the_provider_and_as_a_secret(environme
         else:
             assert "bigip-password-for-tests" not in shown, resource.urn
     assert "bigip-password-for-tests" not in repr(result.outputs)
+
+
+def test_sslkeylogfile_refuses_a_stack_with_big_ips_before_anything_is_declared(
+    environment, monkeypatch, tmp_path
+):
+    name, stack, _ = environment
+    monkeypatch.setenv("SSLKEYLOGFILE", str(tmp_path / "keys.log"))
+    monkeypatch.delenv("WS1_ACCESS_ALLOW_SSLKEYLOGFILE", raising=False)
+    result = stack.preview()
+    assert result.error is not None, name
+    assert (
+        "load balancer(s) bigip-a, bigip-b: this run may log in to the BIG-IP management API"
+    ) in result.error
+    assert result.resources == {}

@@ -283,3 +283,27 @@ def test_refresh_finds_changes_pending_and_up_syncs_them(bigip, tmp_path):
 )
 def test_serialized_providers_stay_small(provider):
     assert len(serialize_provider(provider())) < 1024
+
+
+def test_with_sslkeylogfile_set_nothing_is_sent(bigip, tmp_path, monkeypatch):
+    """The login carries the BIG-IP password; TLS keys written to SSLKEYLOGFILE would let
+    whoever holds that file read it (urllib3 honours the variable in its own contexts)."""
+    monkeypatch.setenv("SSLKEYLOGFILE", str(tmp_path / "keys.log"))
+    monkeypatch.delenv("WS1_ACCESS_ALLOW_SSLKEYLOGFILE", raising=False)
+    with pytest.raises(BigipError) as error:
+        configured(ServerSslNameCheckProvider()).create(name_check_props(bigip, tmp_path))
+    assert "not logging in to the management API" in str(error.value)
+    assert "WS1_ACCESS_ALLOW_SSLKEYLOGFILE=true" in str(error.value)
+    assert sum(bigip.requests().values()) == 0
+    assert not (tmp_path / "keys.log").exists()
+
+
+def test_a_failed_request_keeps_no_request_in_its_exception_chain(bigip, tmp_path):
+    """The requests exception holds the request, whose body may be the login with the
+    password: neither __cause__ nor __context__ may keep it."""
+    props = name_check_props(bigip, tmp_path)
+    bigip.stop()
+    with pytest.raises(BigipError) as error:
+        configured(ServerSslNameCheckProvider()).create(props)
+    assert "did not answer POST /mgmt/shared/authn/login" in str(error.value)
+    assert error.value.__cause__ is None and error.value.__context__ is None

@@ -123,7 +123,9 @@ class _ListHandler(logging.Handler):
             self.warnings.append(record.getMessage())
 
 
-def declare(lb: F5LoadBalancer, trust: ClusterTrust, *, preview: bool = False) -> Run:
+def declare(
+    lb: F5LoadBalancer, trust: ClusterTrust, *, preview: bool = False, waiter: bool = False
+) -> Run:
     mocks = RecordingMocks()
     monitor = RecordingMonitor(mocks)
     logger = logging.getLogger(f"{__name__}.engine")
@@ -139,6 +141,11 @@ def declare(lb: F5LoadBalancer, trust: ClusterTrust, *, preview: bool = False) -
     def program() -> pulumi.Output[Any]:
         parent = pulumi.ComponentResource("ws1:test:Parent", "access-trust")
         result: TrustStoreOutputs = declare_trust(lb, trust, parent)
+        if waiter:  # as the node certificate waits for every trust store (access_trust.py)
+            after = result.trusted_sha256s.apply(lambda _: None)
+            pulumi.CustomResource(
+                "ws1:test:Waiter", "waiter", {}, opts=pulumi.ResourceOptions(depends_on=[after])
+            )
         return pulumi.Output.all(result.trusted_sha256s, result.object_names).apply(
             lambda values: outputs.update(trusted_sha256s=values[0], object_names=values[1])
         )
@@ -680,3 +687,18 @@ def test_revision_changes_with_any_declared_input_and_only_then(roots):
 def test_without_device_group_nothing_is_checked_or_synced(roots):
     run = declare(make_lb(virtual_server=VS), make_trust(*roots))
     assert run.by_type(GROUP_CHECK_TYPE) == [] and run.by_type(GROUP_SYNC_TYPE) == []
+
+
+@pytest.mark.parametrize("device_group", [None, "ws1-ha"])
+def test_what_waits_for_this_trust_store_waits_for_the_name_check_and_the_sync(roots, device_group):
+    """The node certificates must not move to a root CA before every unit trusts it and
+    checks the name: they wait for the profile, its name check and the group's sync."""
+    run = declare(
+        make_lb(virtual_server=VS, device_group=device_group), make_trust(*roots), waiter=True
+    )
+    waited_for = set(run.registrations["waiter"].request.dependencies)
+    expected = ["bigip-dc1-prod-server-ssl", "bigip-dc1-prod-authenticate-name"]
+    if device_group:
+        expected.append("bigip-dc1-prod-device-group-sync")
+    for name in expected:
+        assert run.urns[name] in waited_for, (name, sorted(waited_for))
