@@ -101,7 +101,9 @@ What it does NOT model
     no output-only properties, no default providers, no provider replacement cascading to the
     resources that use it, no refresh of non-dynamic resources (they are left as they are and
     get no refresh step).
-  * Parallelism, timeouts, cancellation; a delete-before-replace does not replace dependants.
+  * Parallelism, timeouts, cancellation; a delete-before-replace does not replace dependants,
+    and ``delete_before_replace`` on a non-dynamic resource is not honoured (recorded
+    replacements are always create-before-delete).
   * Secrets encryption (state values are plain; ``secrets`` says what would be encrypted).
   * Import, ``get``/``StackReference`` (ReadResource), invokes, ``protect``, ``ignore_changes``,
     ``replace_on_changes`` on dynamic resources, ``retain_on_delete``, ``deleted_with``,
