@@ -106,11 +106,9 @@ def _approve(
     return ApprovedCluster(observation, trusted)
 
 
-def _after_trust_stores(stores: Iterable[TrustStoreOutputs]) -> list[Any]:
-    """depends_on entries for "after every trust store is written": outputs that resolve to
-    None and carry the trust stores' resources (the SDK adds an Output's resources to
-    depends_on: pulumi/runtime/_depends_on.py), whatever the kind of load balancer."""
-    return [store.trusted_sha256s.apply(lambda _: None) for store in stores]
+def _after_trust_stores(stores: Iterable[TrustStoreOutputs]) -> list[pulumi.Resource]:
+    """depends_on entries for "after every trust store is written", whatever the kind."""
+    return [resource for store in stores for resource in store.written]
 
 
 class AccessTrust(pulumi.ComponentResource):

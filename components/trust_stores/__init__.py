@@ -36,6 +36,9 @@ class TrustStoreOutputs:
 
     trusted_sha256s: pulumi.Output[list[str]]
     object_names: pulumi.Output[list[str]]  # where the trust lives: CA object + profile, or a file
+    # The resources that must be in place before a node may move to these root CAs: what
+    # waits for "this load balancer trusts them" depends on exactly these.
+    written: Sequence[pulumi.Resource] = ()
 
 
 # kind -> module; a module has `check(load_balancer, cluster) -> list[str]` and `declare_trust`.

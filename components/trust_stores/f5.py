@@ -208,8 +208,8 @@ def declare_trust(
 
     # From the trust's input fingerprints, which preview knows (the profile and the object's
     # name are inputs too), tied to the profile, its name check and, with a device group, the
-    # sync: whatever waits on these (exports, and the node certificates, which must not move
-    # to a root CA before every unit of the group trusts it) waits for all of them.
+    # sync, so exports wait for all of them. The node certificates wait for `written`: they
+    # must not move to a root CA before every unit of the group trusts it and checks names.
     trusted_sha256s = pulumi.Output.all(*(resource.urn for resource in written), sha256s).apply(
         lambda values: [str(sha256) for sha256 in values[-1]]
     )
@@ -219,6 +219,7 @@ def declare_trust(
         object_names=pulumi.Output.all(ca_path, profile.urn).apply(
             lambda values: [values[0], profile_path]
         ),
+        written=written,
     )
 
 

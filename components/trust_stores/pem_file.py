@@ -408,6 +408,7 @@ def declare_trust(
     return TrustStoreOutputs(
         trusted_sha256s=trusted_sha256s,
         object_names=bundle.path.apply(lambda written: [written]),
+        written=[bundle],
     )
 
 

@@ -142,9 +142,11 @@ def declare(
         parent = pulumi.ComponentResource("ws1:test:Parent", "access-trust")
         result: TrustStoreOutputs = declare_trust(lb, trust, parent)
         if waiter:  # as the node certificate waits for every trust store (access_trust.py)
-            after = result.trusted_sha256s.apply(lambda _: None)
             pulumi.CustomResource(
-                "ws1:test:Waiter", "waiter", {}, opts=pulumi.ResourceOptions(depends_on=[after])
+                "ws1:test:Waiter",
+                "waiter",
+                {},
+                opts=pulumi.ResourceOptions(depends_on=list(result.written)),
             )
         return pulumi.Output.all(result.trusted_sha256s, result.object_names).apply(
             lambda values: outputs.update(trusted_sha256s=values[0], object_names=values[1])
