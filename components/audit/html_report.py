@@ -61,10 +61,16 @@ def _common_name(subject: str) -> str:
     return subject or "(no subject)"
 
 
+def _fit(text: str, width: int) -> str:
+    """Cut a line to what fits the box (about 7 px per character at these font sizes)."""
+    room = (width - 16) // 7
+    return text if len(text) <= room else text[: room - 1] + "…"
+
+
 def _box(x: int, y: int, width: int, lines: list[str], css: str, data: str) -> str:
     texts = "".join(
         f'<text x="{x + 8}" y="{y + 17 + 15 * i}" class="{"title" if i == 0 else "small"}">'
-        f"{escape(line)}</text>"
+        f"{escape(_fit(line, width))}</text>"
         for i, line in enumerate(lines)
     )
     return (
