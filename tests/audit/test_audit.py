@@ -210,3 +210,55 @@ def test_a_bad_stack_file_is_a_clear_could_not_check(tmp_path, capsys):
     err = capsys.readouterr().err
     assert "ws1-access-lb-trust:clusters[0].service_fqdn: is required" in err, err
     assert "Traceback" not in err
+
+
+def test_an_unreachable_bigip_is_a_row_that_could_not_be_checked(
+    tmp_path, appliance, bigip, capsys
+):
+    stack = healthy_stack(tmp_path, appliance, bigip)
+    bigip.stop()
+    code, report = audit(capsys, stack)
+    assert code == 3, report["rows"]
+    rows = verdicts(report)
+    assert {v for (_, lb), v in rows.items() if lb == "bigip"} == {"UNKNOWN"}
+    assert {v for (_, lb), v in rows.items() if lb == "proxy"} == {"OK"}
+    reasons = [
+        r for row in report["rows"] if row["load_balancer"] == "bigip" for r in row["reasons"]
+    ]
+    assert all("did not answer" in reason for reason in reasons), reasons
+
+
+def test_a_wrong_bigip_password_is_said_and_never_shown(
+    tmp_path, appliance, bigip, capsys, monkeypatch
+):
+    stack = healthy_stack(tmp_path, appliance, bigip)
+    monkeypatch.setenv("BIGIP_PASSWORD", "not-the-Pa55word")
+    code = main([str(stack)])
+    captured = capsys.readouterr()
+    assert code == 3
+    assert "refused with HTTP 401" in " ".join(captured.out.split()), captured.out
+    assert "not-the-Pa55word" not in captured.out + captured.err
+
+
+def test_a_bigip_ca_bundle_cannot_be_checked_over_rest(tmp_path, appliance, bigip, capsys):
+    stack = healthy_stack(tmp_path, appliance, bigip)
+    ca_path = f"/Common/ws1-{appliance.service_fqdn}-rootca"
+    other = ApplianceCluster(["ws1-z.corp.test"], "ws1.z.test", ADMIN_PASSWORD)
+    bigip.add_certificate(ca_path, appliance.root_ca_pem + other.root_ca_pem)
+    code, report = audit(capsys, stack)
+    assert code == 3
+    bigip_rows = [row for row in report["rows"] if row["load_balancer"] == "bigip"]
+    assert {row["verdict"] for row in bigip_rows} == {"UNKNOWN"}
+    assert "is a bundle of several certificates" in bigip_rows[0]["reasons"][0]
+
+
+def test_a_bigip_that_accepts_expired_certificates_fails(tmp_path, appliance, bigip, capsys):
+    stack = healthy_stack(tmp_path, appliance, bigip)
+    profile = f"/Common/ws1-{appliance.service_fqdn}-serverssl"
+    bigip.server_ssl_profiles[profile]["expireCertResponseControl"] = "ignore"
+    code, report = audit(capsys, stack)
+    assert code == 2
+    reasons = [
+        r for row in report["rows"] if row["load_balancer"] == "bigip" for r in row["reasons"]
+    ]
+    assert any("accepts expired certificates" in reason for reason in reasons), reasons
