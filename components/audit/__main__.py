@@ -27,6 +27,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument("--json", action="store_true", help="print JSON instead of the table")
     parser.add_argument("--html", type=Path, metavar="FILE", help="also write an HTML report")
+    parser.add_argument(
+        "--appliance",
+        action="store_true",
+        help="also check that each node trusts the declared load_balancer_root_ca (logs in to "
+        "the configurator with WS1_ACCESS_ADMIN_PASSWORD; reads only)",
+    )
     args = parser.parse_args(argv)
     try:
         request_timeout()  # a bad WS1_ACCESS_HTTP_TIMEOUT is said once, before anything runs
@@ -34,7 +40,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (StackFileError, ApplianceError) as problem:
         print(f"Could not check: {problem}", file=sys.stderr)
         return Verdict.UNKNOWN.exit_code
-    audit = run_audit(stacks, progress=lambda line: print(line, file=sys.stderr, flush=True))
+    audit = run_audit(
+        stacks,
+        appliance=args.appliance,
+        progress=lambda line: print(line, file=sys.stderr, flush=True),
+    )
     print(as_json(audit) if args.json else as_table(audit))
     if args.html:
         try:

@@ -25,6 +25,7 @@ from components import pki
 from components.access_trust import node_addresses, required_names
 from components.appliance.client import NodeAddress, ServedNode
 from components.appliance.observation import NodeResult, observe_nodes
+from components.audit.appliance_side import ApplianceTrust, read_appliance_trust
 from components.audit.device_trust import DeviceTrust, read_device_trust
 from components.audit.stack_files import StackFile
 from components.settings import Cluster, F5LoadBalancer, LoadBalancer
@@ -117,9 +118,11 @@ def run_audit(
     stacks: Sequence[StackFile],
     *,
     now: datetime | None = None,
+    appliance: bool = False,
     progress: Callable[[str], None] = lambda _line: None,
 ) -> Audit:
-    """Observe every node once, read every load balancer once, and judge every pair."""
+    """Observe every node once, read every load balancer once, and judge every pair. With
+    `appliance`, also read which load balancer root CA each node trusts (a login)."""
     started = time.perf_counter()
     moment = now or datetime.now(UTC)
     addresses = [
@@ -140,7 +143,18 @@ def run_audit(
             (stack.name, lb.name): pool.submit(read_device_trust, lb) for stack, lb in devices
         }
         results = observe_nodes(addresses)
+        sides: dict[NodeAddress, Future[ApplianceTrust]] = {}
+        if appliance:
+            for stack in stacks:
+                for cluster in stack.settings.clusters:
+                    for address in node_addresses(cluster):
+                        result = results[address]
+                        if cluster.load_balancer_root_ca and isinstance(result, ServedNode):
+                            sides[address] = pool.submit(
+                                read_appliance_trust, cluster, address, result
+                            )
         trusts = {key: future.result() for key, future in reads.items()}
+        appliance_trusts = {address: future.result() for address, future in sides.items()}
     unreachable = sum(not isinstance(result, ServedNode) for result in results.values())
     progress(
         f"observed {len(results)} nodes ({unreachable} could not be observed) and read "
@@ -155,7 +169,9 @@ def run_audit(
             cluster_results = {a: results[a] for a in cluster_addresses}
             lbs = settings.load_balancers_for(cluster.name)
             lb_trusts = [trusts[(stack.name, lb.name)] for lb in lbs]
-            judge = _ClusterJudge(cluster, cluster_results, settings.expiry_warning_days, moment)
+            judge = _ClusterJudge(
+                cluster, cluster_results, settings.expiry_warning_days, moment, appliance_trusts
+            )
             for lb, trust in zip(lbs, lb_trusts, strict=True):
                 for address in cluster_addresses:
                     rows.append(judge.row(stack.name, address, lb, trust))
@@ -172,8 +188,10 @@ class _ClusterJudge:
         results: Mapping[NodeAddress, NodeResult],
         horizon_days: int,
         now: datetime,
+        appliance_trusts: Mapping[NodeAddress, ApplianceTrust],
     ) -> None:
         self.cluster = cluster
+        self.appliance_trusts = appliance_trusts
         self.results = results
         self.horizon_days = horizon_days
         self.now = now
@@ -220,6 +238,11 @@ class _ClusterJudge:
             warn.extend(self._expiry(result))
             warn.extend(self._agreement(result))
             warn.extend(self._unpinned_trust(lb, trust))
+            side = self.appliance_trusts.get(address)
+            if side is not None and side.problem:
+                fail.append(side.problem)
+            if side is not None and side.unknown:
+                unknown.append(side.unknown)
         if fail:
             verdict = Verdict.FAIL
         elif unknown:

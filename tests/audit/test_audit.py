@@ -262,3 +262,35 @@ def test_a_bigip_that_accepts_expired_certificates_fails(tmp_path, appliance, bi
         r for row in report["rows"] if row["load_balancer"] == "bigip" for r in row["reasons"]
     ]
     assert any("accepts expired certificates" in reason for reason in reasons), reasons
+
+
+def test_with_appliance_it_checks_that_every_node_trusts_the_load_balancer_root_ca(
+    tmp_path, appliance, capsys, monkeypatch, lb_ca_pem, other_ca_pem
+):
+    bundle = tmp_path / "roots.pem"
+    bundle.write_text(appliance.root_ca_pem)
+    cluster = world.cluster_config(
+        "ws1",
+        appliance,
+        pins=[appliance.root_ca_sha256],
+        ssl_termination="load_balancer",
+        load_balancer_root_ca=lb_ca_pem,
+    )
+    stack = world.write_stack(
+        tmp_path / "Pulumi.test.yaml", [cluster], [world.pem_file_lb("proxy", "ws1", bundle)]
+    )
+    first, second, third = appliance.nodes
+    first._set_lb_root_ca(lb_ca_pem)
+    second._set_lb_root_ca(other_ca_pem + lb_ca_pem)
+    third._set_lb_root_ca(other_ca_pem)
+    # Without --appliance nothing logs in, and nothing about it is said.
+    code, report = audit(capsys, stack)
+    assert code == 0 and appliance.logins() == 0, report["rows"]
+    monkeypatch.setenv("WS1_ACCESS_ADMIN_PASSWORD", ADMIN_PASSWORD)
+    code = main([str(stack), "--json", "--appliance"])
+    rows = json.loads(capsys.readouterr().out)["rows"]
+    assert code == 2
+    assert [row["verdict"] for row in rows] == ["OK", "OK", "FAIL"], rows
+    assert "does not trust the load balancer root CA" in rows[2]["reasons"][0]
+    # Read-only: one login per node, never a write.
+    assert appliance.logins() == 3 and appliance.writes() == 0
