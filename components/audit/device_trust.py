@@ -66,10 +66,16 @@ class DeviceTrust:
 
 
 def read_device_trust(lb: LoadBalancer) -> DeviceTrust:
-    if isinstance(lb, PemFileLoadBalancer):
-        return _read_pem_file(lb)
-    if isinstance(lb, F5LoadBalancer):
-        return _read_bigip(lb)
+    """What `lb` trusts; a device or file that cannot be read is said in `unknown`."""
+    try:
+        if isinstance(lb, PemFileLoadBalancer):
+            return _read_pem_file(lb)
+        if isinstance(lb, F5LoadBalancer):
+            return _read_bigip(lb)
+    except OSError as error:
+        return DeviceTrust(
+            lb.name, lb.kind, "?", unknown=f"load balancer {lb.name}: {error.strerror or error}."
+        )
     return DeviceTrust(lb.name, lb.kind, "?", unknown=f"kind {lb.kind} cannot be audited yet.")
 
 

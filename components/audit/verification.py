@@ -131,7 +131,10 @@ def run_audit(
         for cluster in stack.settings.clusters
         for address in node_addresses(cluster)
     ]
-    devices = [(stack, lb) for stack in stacks for lb in stack.settings.load_balancers]
+    # Keyed by the stack's position: two stack files may carry the same stack name.
+    devices = [
+        (index, lb) for index, stack in enumerate(stacks) for lb in stack.settings.load_balancers
+    ]
     progress(
         f"observing {len(set(addresses))} nodes of "
         f"{sum(len(s.settings.clusters) for s in stacks)} clusters and reading "
@@ -139,8 +142,8 @@ def run_audit(
     )
     with ThreadPoolExecutor(max_workers=MAX_PARALLEL_DEVICE_READS) as pool:
         # Submitted first, so the device reads run while the nodes are being observed.
-        reads: dict[tuple[str, str], Future[DeviceTrust]] = {
-            (stack.name, lb.name): pool.submit(read_device_trust, lb) for stack, lb in devices
+        reads: dict[tuple[int, str], Future[DeviceTrust]] = {
+            (index, lb.name): pool.submit(read_device_trust, lb) for index, lb in devices
         }
         results = observe_nodes(addresses)
         sides: dict[NodeAddress, Future[ApplianceTrust]] = {}
@@ -162,13 +165,13 @@ def run_audit(
     )
     rows: list[Row] = []
     facts: list[ClusterFacts] = []
-    for stack in stacks:
+    for index, stack in enumerate(stacks):
         settings = stack.settings
         for cluster in settings.clusters:
             cluster_addresses = node_addresses(cluster)
             cluster_results = {a: results[a] for a in cluster_addresses}
             lbs = settings.load_balancers_for(cluster.name)
-            lb_trusts = [trusts[(stack.name, lb.name)] for lb in lbs]
+            lb_trusts = [trusts[(index, lb.name)] for lb in lbs]
             judge = _ClusterJudge(
                 cluster, cluster_results, settings.expiry_warning_days, moment, appliance_trusts
             )

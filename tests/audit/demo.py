@@ -17,6 +17,7 @@ import sys
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 from emulators.appliance import ApplianceCluster
 from emulators.bigip import EmulatedBigip
@@ -65,8 +66,11 @@ def demo_stack(directory: Path) -> Iterator[Path]:
         for name, cluster in (("ws1", ws1), ("ws2", ws2)):
             bundles[name] = directory / f"{name}-roots.pem"
             bundles[name].write_text(cluster.root_ca_pem)
-        gone = {"fqdn": "ws2-c.corp.example", "address": "127.0.0.1"}
-        gone["service_port"] = world.closed_port()  # type: ignore[assignment]
+        gone: dict[str, Any] = {
+            "fqdn": "ws2-c.corp.example",
+            "address": "127.0.0.1",
+            "service_port": world.closed_port(),
+        }
         yield world.write_stack(
             directory / "Pulumi.demo.yaml",
             [

@@ -294,3 +294,18 @@ def test_with_appliance_it_checks_that_every_node_trusts_the_load_balancer_root_
     assert "does not trust the load balancer root CA" in rows[2]["reasons"][0]
     # Read-only: one login per node, never a write.
     assert appliance.logins() == 3 and appliance.writes() == 0
+
+
+def test_a_bundle_path_that_is_a_symbolic_link_is_not_followed(tmp_path, appliance, capsys):
+    real = tmp_path / "real.pem"
+    real.write_text(appliance.root_ca_pem)
+    link = tmp_path / "roots.pem"
+    link.symlink_to(real)
+    stack = world.write_stack(
+        tmp_path / "Pulumi.test.yaml",
+        [world.cluster_config("ws1", appliance, pins=[appliance.root_ca_sha256])],
+        [world.pem_file_lb("proxy", "ws1", link)],
+    )
+    code, report = audit(capsys, stack)
+    assert code == 3
+    assert all("is a symbolic link" in row["reasons"][0] for row in report["rows"]), report
