@@ -309,3 +309,31 @@ def test_a_bundle_path_that_is_a_symbolic_link_is_not_followed(tmp_path, applian
     code, report = audit(capsys, stack)
     assert code == 3
     assert all("is a symbolic link" in row["reasons"][0] for row in report["rows"]), report
+
+
+def test_stack_files_are_read_with_the_programs_own_rules(tmp_path, appliance):
+    from components.audit.stack_files import StackFileError, read_stack_file
+
+    bundle = tmp_path / "roots.pem"
+    cluster = world.cluster_config("ws1", appliance)
+    lbs = [world.pem_file_lb("proxy", "ws1", bundle)]
+    # A secret is never decrypted, only known to be set; other namespaces are not ours.
+    stack = world.write_stack(
+        tmp_path / "Pulumi.prod.yaml",
+        [cluster],
+        lbs,
+        applianceAdminPassword={"secure": "v1:c2VjcmV0"},
+    )
+    text = stack.read_text() + "  pulumi:tags:\n    team: identity\n"
+    stack.write_text(text)
+    read = read_stack_file(stack)
+    assert read.name == "prod"
+    assert read.settings.clusters[0].admin_password_in_config
+    # A password in plain text is refused exactly as the program refuses it.
+    plain = world.write_stack(
+        tmp_path / "Pulumi.plain.yaml", [cluster], lbs, applianceAdminPassword="hunter2-Pa55"
+    )
+    with pytest.raises(StackFileError) as refused:
+        read_stack_file(plain)
+    assert "holds the appliance admin password in plain text" in str(refused.value)
+    assert "hunter2-Pa55" not in str(refused.value)
