@@ -6,7 +6,7 @@ DEV_VENV := .venv
 RUN_VENV := venv
 STATE := .state
 
-.PHONY: test up preview down bench lint clean run-venv
+.PHONY: test up preview down bench lint clean run-venv audit browser audit-screenshot
 
 # Test environment: created when missing, reinstalled only when the pins change.
 $(DEV_VENV)/.installed: requirements.txt requirements-dev.txt
@@ -36,6 +36,21 @@ up: run-venv
 
 preview: run-venv
 	@scripts/local-stack.sh preview
+
+# The read-only trust audit (README, "Auditing trust"); no Pulumi CLI needed. Without STACKS
+# it starts the local stack's emulator (`make down` stops it) and audits the local stack.
+#   make audit                      make audit AUDIT_ARGS="--html audit.html"
+#   make audit STACKS="stacks/Pulumi.prod.yaml" AUDIT_ARGS=--json
+audit: run-venv
+	@scripts/local-stack.sh audit $(STACKS) $(AUDIT_ARGS)
+
+# Debian's Chromium, for the HTML report's browser test (skipped without it) and the screenshot.
+browser:
+	command -v chromium >/dev/null || (apt-get update -qq && apt-get install -y -qq chromium)
+
+# The README screenshot (docs/audit-report.png), rendered from the demo world in tests/audit.
+audit-screenshot: $(DEV_VENV)/.installed browser
+	$(DEV_VENV)/bin/python -m tests.audit.demo docs/audit-report.png
 
 # venv/ up to date, silently when nothing needs doing (for the recipes of up and preview).
 run-venv: $(RUN_VENV)/.installed

@@ -11,7 +11,11 @@ terraform-provider-bigip v1.26.0, `bigip.go` and `device.go`; shared/reference/f
 * errors as JSON {"code","message","errorStack","apiError"}: 401, 404 for a missing object,
   409 for an object that already exists, 400 for a refused change;
 * server-SSL profiles (`/mgmt/tm/ltm/profile/server-ssl`), CA certificate objects (upload
-  `/mgmt/shared/file-transfer/uploads/<name>` then `/mgmt/tm/sys/file/ssl-cert`), device
+  `/mgmt/shared/file-transfer/uploads/<name>` then `/mgmt/tm/sys/file/ssl-cert`; a GET answers
+  the object's metadata as a real unit does, never the PEM content: `fingerprint`
+  "SHA256/<colon hex>", `isBundle`, `subject`, `issuer`, `expirationDate` (epoch seconds),
+  `expirationString`, of the file's FIRST certificate: shapes from a BIG-IP 14.1 answer
+  captured in CiscoTestAutomation/genieparser's bigip parser tests), device
   groups (`/mgmt/tm/cm/device-group`), devices and failover status (`/mgmt/tm/cm/device`,
   `/mgmt/tm/cm/failover-status`), sync status and config-sync (`/mgmt/tm/cm/sync-status`,
   `POST /mgmt/tm/cm` {"command":"run","utilCmdArgs":"config-sync to-group <group>"}).
@@ -304,6 +308,14 @@ class EmulatedBigip:
             self.server_ssl_profiles[full_path] = profile
         return profile
 
+    def add_certificate(self, full_path: str, pem: str) -> dict[str, Any]:
+        """A CA certificate object, as the ssl.Certificate resource or an operator leaves it."""
+        partition, name = full_path.strip("/").split("/", 1)
+        record = _certificate_record(name, partition, pem.encode())
+        with self._lock:
+            self.certificates[full_path] = record
+        return _without_content(record)
+
     def add_device_group(self, name: str, *, auto_sync: bool, kind: str = "sync-failover") -> None:
         with self._lock:
             self.device_groups[f"/Common/{name}"] = {
@@ -394,7 +406,8 @@ class EmulatedBigip:
         if path == _CERTIFICATE and method == "POST":
             return self._install_certificate(body)
         if path.startswith(_CERTIFICATE + "/") and method == "GET":
-            return self._get(self.certificates, _full_path(path[len(_CERTIFICATE) + 1 :]))
+            status, found = self._get(self.certificates, _full_path(path[len(_CERTIFICATE) + 1 :]))
+            return status, _without_content(found)
         if path.startswith(_DEVICE_GROUP + "/") and method == "GET":
             return self._get(self.device_groups, _full_path(path[len(_DEVICE_GROUP) + 1 :]))
         if path == _DEVICE_GROUP and method == "GET":
@@ -489,17 +502,11 @@ class EmulatedBigip:
                 return 400, _error(
                     400, f"Certificate file {source} not found or not a certificate."
                 )
-            self.certificates[full_path] = {
-                "kind": "tm:sys:file:ssl-cert:ssl-certstate",
-                "name": name,
-                "partition": partition,
-                "fullPath": full_path,
-                "checksum": f"SHA1:{len(content)}:{hashlib.sha1(content).hexdigest()}",  # noqa: S324 (F5's format)
-                "content": content.decode(),
-            }
-            return 200, {
-                key: v for key, v in self.certificates[full_path].items() if key != "content"
-            }
+            try:
+                self.certificates[full_path] = _certificate_record(name, partition, content)
+            except ValueError:
+                return 400, _error(400, f"Certificate file {source} is not a valid certificate.")
+            return 200, _without_content(self.certificates[full_path])
 
     def _devices(self) -> list[dict[str, str]]:
         me = {
@@ -568,6 +575,33 @@ class EmulatedBigip:
             key_file.write_bytes(key_pem)
             context.load_cert_chain(chain, key_file)
         return context
+
+
+def _certificate_record(name: str, partition: str, content: bytes) -> dict[str, Any]:
+    """An ssl-cert object: F5's metadata fields, of the first certificate in the file."""
+    certificates = x509.load_pem_x509_certificates(content)
+    first = certificates[0]
+    not_after = first.not_valid_after_utc
+    return {
+        "kind": "tm:sys:file:ssl-cert:ssl-certstate",
+        "name": name,
+        "partition": partition,
+        "fullPath": f"/{partition}/{name}",
+        "checksum": f"SHA1:{len(content)}:{hashlib.sha1(content).hexdigest()}",  # noqa: S324 (F5's format)
+        "fingerprint": "SHA256/" + first.fingerprint(hashes.SHA256()).hex(":").upper(),
+        "isBundle": "true" if len(certificates) > 1 else "false",
+        "subject": first.subject.rfc4514_string(),
+        "issuer": first.issuer.rfc4514_string(),
+        "expirationDate": int(not_after.timestamp()),
+        "expirationString": not_after.strftime("%b %d %H:%M:%S %Y GMT"),
+        "content": content.decode(),  # kept here only; no answer carries it
+    }
+
+
+def _without_content(record: Any) -> Any:
+    if not isinstance(record, dict):
+        return record
+    return {key: value for key, value in record.items() if key != "content"}
 
 
 def _stats(kind: str, values: dict[str, str]) -> dict[str, Any]:

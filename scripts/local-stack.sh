@@ -1,6 +1,9 @@
 #!/usr/bin/env bash
 # The local stack: start the appliance emulator, then run the Pulumi CLI against it.
 #   scripts/local-stack.sh up|preview|down
+#   scripts/local-stack.sh audit [stack files...] [--json] [--html FILE]
+# `audit` needs no Pulumi CLI: without stack files it starts the emulator (if it is not
+# running) and audits the local stack; with stack files it audits those and starts nothing.
 # State, the emulator's pid and its password stay in .state/ (ignored by git). The local
 # stack uses a file backend and a fixed passphrase; both are for this stack only.
 set -euo pipefail
@@ -121,15 +124,21 @@ stop_emulator() {
   rm -f "$pid_file"
 }
 
+# The emulator's admin password, made once per checkout and kept in .state/.
+use_admin_password() {
+  mkdir -p "$state"
+  if [[ ! -s $state/admin-password ]]; then
+    (umask 077 && "$python" -c 'import secrets; print(secrets.token_urlsafe(24))' >"$state/admin-password")
+  fi
+  WS1_ACCESS_ADMIN_PASSWORD=$(cat "$state/admin-password")
+  export WS1_ACCESS_ADMIN_PASSWORD
+}
+
 case $action in
   up|preview)
     find_pulumi
     mkdir -p "$state/backend" "$state/local-proxy"
-    if [[ ! -s $state/admin-password ]]; then
-      (umask 077 && "$python" -c 'import secrets; print(secrets.token_urlsafe(24))' >"$state/admin-password")
-    fi
-    WS1_ACCESS_ADMIN_PASSWORD=$(cat "$state/admin-password")
-    export WS1_ACCESS_ADMIN_PASSWORD
+    use_admin_password
     export PULUMI_BACKEND_URL="file://$PWD/$state/backend"
     export PULUMI_CONFIG_PASSPHRASE=local-stack-only
     start_emulator
@@ -142,11 +151,22 @@ case $action in
       "$pulumi" preview --stack local --non-interactive --diff
     fi
     ;;
+  audit)
+    shift
+    if [[ $# -eq 0 || $1 == -* ]]; then
+      # The local stack: its emulator on the fixed ports the stack file names. Its messages
+      # go to stderr, so that `--json` output stays pure JSON.
+      use_admin_password
+      start_emulator >&2
+      set -- stacks/Pulumi.local.yaml "$@"
+    fi
+    exec "$python" -m components.audit "$@"
+    ;;
   down)
     stop_emulator
     ;;
   *)
-    echo "usage: $0 up|preview|down" >&2
+    echo "usage: $0 up|preview|down|audit [stack files...] [--json] [--html FILE]" >&2
     exit 2
     ;;
 esac

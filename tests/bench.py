@@ -11,6 +11,9 @@
 * the bad-input catalogue of tests/reliability/cases.py: how many cases got a clear error
   naming the place, how many escaped as tracebacks, how many changed something first;
 * how many provider calls the lifecycle harness made through the SDK's real provider host.
+* the trust audit (components.audit): its wall time for 10 load balancers x 10 nodes
+  against one single-node observation (target: ratio under 2), and the requests each node
+  received, however many load balancers check it (target: 1 root CA read + 1 handshake);
 * times, as ratios measured side by side in this one run, so that they do not depend on the
   machine: observing nodes in round trips (RTT = the latency the emulator injects into every
   request; target at most 1.5), a program run against the bare `import pulumi` (target
@@ -35,6 +38,7 @@ from typing import Any
 
 from pulumi.dynamic.dynamic import serialize_provider
 
+from components import pki
 from components.appliance.certificate import ApplianceCertificateProvider
 from components.appliance.client import NodeAddress
 from components.appliance.lb_root import ApplianceLoadBalancerRootCAProvider
@@ -122,6 +126,7 @@ def main() -> int:
     print_observation_times()
     print_program_run_times()
     print_first_up_with_regeneration()
+    print_audit_figures()
     return 0
 
 
@@ -358,6 +363,96 @@ def print_first_up_with_regeneration() -> None:
         f"first up, {changed} nodes regenerated at {RTT * 1000:.0f} ms: "
         f"{seconds / RTT / len(nodes):.2f} RTT per node "
         f"(requests per node {per_node(requests)}, handshakes per node {per_node(handshakes)})"
+    )
+
+
+# --- trust audit ------------------------------------------------------------------------------
+
+
+def audit_stack(directory: Path, nodes: list[NodeAddress], root_ca_pem: str) -> Path:
+    """A stack file: one cluster of `nodes` behind 10 PEM-file load balancers trusting it."""
+    load_balancers = []
+    for index in range(10):
+        bundle = directory / f"lb{index}.pem"
+        bundle.write_text(root_ca_pem)
+        load_balancers.append(
+            {"name": f"proxy-{index}", "kind": "pem_file", "cluster": "c0", "path": str(bundle)}
+        )
+    cluster = {
+        "name": "c0",
+        "service_fqdn": "ws1.c0.bench.test",
+        "ssl_termination": "passthrough",
+        "trust_on_first_use": True,
+        "manage_certificate": False,
+        "nodes": [
+            {
+                "fqdn": node.fqdn,
+                "address": node.address,
+                "service_port": node.service_port,
+                "configurator_port": node.configurator_port,
+            }
+            for node in nodes
+        ],
+    }
+    path = directory / "Pulumi.bench.yaml"
+    path.write_text(
+        json.dumps(
+            {
+                "config": {
+                    "ws1-access-lb-trust:clusters": [cluster],
+                    "ws1-access-lb-trust:load_balancers": load_balancers,
+                }
+            }
+        )
+    )
+    return path
+
+
+def print_audit_figures() -> None:
+    from components.audit.stack_files import read_stack_file
+    from components.audit.verification import Verdict, run_audit
+
+    with (
+        emulated_clusters(1, 10, RTT) as (groups, _pids),
+        tempfile.TemporaryDirectory() as directory,
+    ):
+        nodes = groups[0]
+        first = observe_nodes(nodes[:1])[nodes[0]]
+        assert not isinstance(first, Exception), first
+        stack = read_stack_file(audit_stack(Path(directory), nodes, pki.to_pem(first.root_ca)))
+        single, wall = [], []
+        for _ in range(5):  # side by side, so that both see the same machine load
+            single.append(timed(observe_nodes, nodes[:1]))
+            start = time.perf_counter()
+            audit = run_audit([stack])
+            wall.append(time.perf_counter() - start)
+            assert audit.verdict is Verdict.OK, [r.reasons for r in audit.rows]
+            assert len(audit.rows) == 100
+    x, y = statistics.median(wall), statistics.median(single)
+    print(
+        f"audit 10 load balancers x 10 nodes at {RTT * 1000:.0f} ms latency: wall {x:.2f} s, "
+        f"single node observation {y:.2f} s, ratio {x / y:.2f}"
+    )
+    # Requests, counted by emulated nodes in this process (no latency needed to count).
+    fqdns = [f"ws1-node{n}.c0.bench.test" for n in range(1, 11)]
+    with (
+        ApplianceCluster(fqdns, "ws1.c0.bench.test", PASSWORD, key_type=KEY_TYPE) as emulator,
+        tempfile.TemporaryDirectory() as directory,
+    ):
+        nodes = [
+            NodeAddress(n.fqdn, n.address, n.port, n.configurator_port) for n in emulator.nodes
+        ]
+        stack = read_stack_file(audit_stack(Path(directory), nodes, emulator.root_ca_pem))
+        emulator.reset_counters()
+        audit = run_audit([stack])
+        assert audit.verdict is Verdict.OK, [r.reasons for r in audit.rows]
+        reads = {n.count(path="/horizon_workspace_rootca.pem") for n in emulator.nodes}
+        handshakes = {sum(n.sni_names.values()) for n in emulator.nodes}
+        others = {n.count() - n.count(path="/horizon_workspace_rootca.pem") for n in emulator.nodes}
+    print(
+        f"audit requests per node: {per_node(sorted(reads))} root CA read + "
+        f"{per_node(sorted(handshakes))} handshake (10 load balancers, 10 nodes; "
+        f"other requests {per_node(sorted(others))})"
     )
 
 

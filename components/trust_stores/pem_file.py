@@ -34,7 +34,13 @@ from components.dynamic import TrustProvider, is_unknown
 from components.naming import Names
 from components.trust_stores import ClusterTrust, TrustStoreOutputs
 
-__all__ = ["PemTrustBundle", "PemTrustBundleProvider", "check", "declare_trust"]
+__all__ = [
+    "PemTrustBundle",
+    "PemTrustBundleProvider",
+    "check",
+    "declare_trust",
+    "read_bundle_file",
+]
 
 
 def _certificate_sha256s(bundle_pem: str, load_balancer: str) -> list[str]:
@@ -229,6 +235,12 @@ def _path_problem(
         "(nor deleted on destroy). Set adopt_existing_file: true on this load balancer to "
         "take it over (its file mode is kept), or choose another path."
     )
+
+
+def read_bundle_file(path: str) -> str | None:
+    """The bundle file as the load balancer would read it, read the way this program reads its
+    own files (symlinks never followed): see _read_own_file. For read-only callers (audit)."""
+    return _read_own_file(path)
 
 
 def _read_own_file(path: str) -> str | None:
