@@ -29,6 +29,7 @@ from components.appliance.observation import (
     observe_nodes,
 )
 from components.appliance.root_ca import ApplianceRootCA
+from components.appliance.routes import METHODS_THAT_WRITE
 from components.naming import Names
 from components.settings import PROJECT, Cluster
 from components.trust_stores import ClusterTrust, TrustStoreOutputs, declare_trust_store
@@ -96,14 +97,48 @@ def _approve(
         source = f"config key {config_key}.load_balancer_root_ca"
         pki.check_ca(pki.load_certificate(cluster.load_balancer_root_ca, source), source, now)
     incoming = None
-    if cluster.incoming_root_ca is not None:
-        source = f"config key {config_key}.incoming_root_ca"
-        incoming = pki.load_certificate(cluster.incoming_root_ca, source)
+    incoming_pem = incoming_root_ca_pem(cluster)
+    if incoming_pem is not None:
+        key = "incoming_root_ca" if cluster.incoming_root_ca else "ssh.issuing_ca"
+        incoming = pki.load_certificate(incoming_pem, f"config key {config_key}.{key}")
     observation = cluster_observation(cluster.name, node_addresses(cluster), results, now)
     trusted = decide_trust(
         observation, cluster.root_ca_sha256, cluster.trust_on_first_use, incoming, now
     )
     return ApprovedCluster(observation, trusted)
+
+
+def incoming_root_ca_pem(cluster: Cluster) -> str | None:
+    """The root CA the nodes are about to move to, trusted ahead of time: the stack's
+    incoming_root_ca, else the operator's CA that the ssh route issues from."""
+    if cluster.incoming_root_ca is not None:
+        return cluster.incoming_root_ca
+    if cluster.writes_certificates and cluster.ssh is not None and cluster.ssh.issuing_ca:
+        return cluster.ssh.issuing_ca
+    return None
+
+
+def ssh_route_input(cluster: Cluster) -> dict[str, Any] | None:
+    """The ssh route's resource input: key NAMES and public facts, never a secret."""
+    ssh = cluster.ssh
+    if cluster.certificate_method != "ssh" or ssh is None:
+        return None
+    return {
+        "method": "ssh",
+        "user": ssh.user,
+        "authentication": ssh.authentication,
+        "become": ssh.become,
+        "password_key": ssh.password_key,
+        "private_key_key": ssh.private_key_key,
+        "root_password_key": ssh.root_password_key,
+        "issuing_ca_pem": ssh.issuing_ca,
+        "issuing_ca_key_key": ssh.issuing_ca_key_key,
+        "restart_timeout_seconds": ssh.restart_timeout_seconds,
+        "endpoints": {
+            node.fqdn: {"port": node.ssh_port or ssh.port, "host_key": node.ssh_host_key}
+            for node in cluster.nodes
+        },
+    }
 
 
 def _after_trust_stores(stores: Iterable[TrustStoreOutputs]) -> list[Any]:
@@ -140,7 +175,7 @@ class AccessTrust(pulumi.ComponentResource):
             nodes=nodes,
             pins=list(cluster.root_ca_sha256),
             trust_on_first_use=cluster.trust_on_first_use,
-            incoming_root_ca_pem=cluster.incoming_root_ca,
+            incoming_root_ca_pem=incoming_root_ca_pem(cluster),
             trusted_root_cas=approved.trusted_root_cas,
             opts=names.options("root-ca", child),
         )
@@ -154,7 +189,7 @@ class AccessTrust(pulumi.ComponentResource):
         )
         self.trust_stores = {lb.name: declare_trust_store(lb, trust, self) for lb in load_balancers}
 
-        if cluster.manage_certificate:
+        if cluster.writes_certificates:
             required = required_names(cluster)
             self.certificate: ApplianceCertificate | None = ApplianceCertificate(
                 names("certificate"),
@@ -165,6 +200,7 @@ class AccessTrust(pulumi.ComponentResource):
                 admin_password_key=cluster.admin_password_key,
                 trusted_root_ca_bundle_pem=self.root_ca.root_ca_bundle_pem,
                 observation=observation,
+                route=ssh_route_input(cluster),
                 # Every trust store first: a node may only move to a root CA once every
                 # load balancer trusts it (README, "Rotating the appliance certificate").
                 opts=names.options(
@@ -178,7 +214,7 @@ class AccessTrust(pulumi.ComponentResource):
         else:
             self.certificate = None
 
-        if cluster.load_balancer_root_ca:
+        if cluster.load_balancer_root_ca and cluster.certificate_method == "configurator":
             # After the certificate: never two configurator sessions on a node at once.
             after_certificate = pulumi.ResourceOptions(
                 parent=self, depends_on=[self.certificate] if self.certificate else []
@@ -217,7 +253,8 @@ class AccessTrust(pulumi.ComponentResource):
             self._warn_expiry(cluster.name, "root CA", root_ca, warning_days, now)
         required = required_names(cluster)
         to_fix = set(observation.nodes_needing_certificate(cluster.service_fqdn, required))
-        if cluster.manage_certificate:
+        self._warn_about_route(cluster, [n.fqdn for n in observation.nodes if n.fqdn in to_fix])
+        if cluster.writes_certificates:
             # The Python dynamic host returns no detailed diff, so `preview --diff` shows the
             # certificate's update without property lines: say here what will change.
             for node in observation.nodes:
@@ -228,7 +265,7 @@ class AccessTrust(pulumi.ComponentResource):
                         f"the new one: CN {cluster.service_fqdn}, SANs {', '.join(required)}.",
                         resource=self,
                     )
-        else:
+        elif not cluster.manage_certificate:
             for fqdn in (node.fqdn for node in observation.nodes if node.fqdn in to_fix):
                 pulumi.log.warn(
                     f"cluster {cluster.name}: node {fqdn} serves a certificate without the "
@@ -244,6 +281,46 @@ class AccessTrust(pulumi.ComponentResource):
                 warning_days,
                 now,
             )
+
+    def _warn_about_route(self, cluster: Cluster, to_fix: list[str]) -> None:
+        """Say what the chosen route will not do: `none` never writes, and the load balancer
+        root CA has an evidenced route for no method but the (experimental) configurator."""
+        if cluster.manage_certificate and cluster.certificate_method == "none" and to_fix:
+            pulumi.log.warn(
+                f"cluster {cluster.name}: node(s) {', '.join(to_fix)} need a new certificate "
+                f"(CN {cluster.service_fqdn}, SANs {', '.join(required_names(cluster))}), but "
+                "certificate_method is none (the default), so nothing is written to any node. "
+                "Methods that can fix it: "
+                + "; ".join(METHODS_THAT_WRITE.values())
+                + ". Or replace it by hand (README, 'Certificate routes').",
+                resource=self,
+            )
+        if cluster.writes_certificates and cluster.certificate_method == "configurator" and to_fix:
+            pulumi.log.warn(
+                f"cluster {cluster.name}: certificate_method configurator is EXPERIMENTAL: its "
+                "certificate requests are not publicly documented (README, 'Certificate "
+                "routes'); a read-only probe checked every node it will write to.",
+                resource=self,
+            )
+        if cluster.load_balancer_root_ca and cluster.certificate_method != "configurator":
+            pulumi.log.warn(
+                f"cluster {cluster.name}: load_balancer_root_ca is declared, but no public "
+                f"source shows how to install it with certificate_method "
+                f"{cluster.certificate_method}, so this program does not guess: install it on "
+                "every node by hand (configurator page Install SSL Certificates > Terminate SSL "
+                "on a Load Balancer), or with certificate_method configurator (experimental).",
+                resource=self,
+            )
+        if cluster.writes_certificates and cluster.ssh and cluster.ssh.trust_host_key_on_first_use:
+            unpinned = [node.fqdn for node in cluster.nodes if not node.ssh_host_key]
+            if unpinned:
+                pulumi.log.warn(
+                    f"cluster {cluster.name}: SSH HOST KEY TRUST ON FIRST USE for node(s) "
+                    f"{', '.join(unpinned)}: the ssh route will send credentials to whatever "
+                    "host key they present. Pin each with nodes[].ssh_host_key "
+                    "(`ssh-keyscan <node> | ssh-keygen -lf -`).",
+                    resource=self,
+                )
 
     def _warn_expiry(
         self, cluster: str, what: str, certificate: Any, warning_days: int, now: datetime | None

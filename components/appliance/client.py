@@ -55,6 +55,7 @@ __all__ = [
     "configurator_paths",
     "key_log_refusal",
     "CONFIGURATOR_PATHS",
+    "heartbeat_ok",
     "ApplianceError",
     "ConfiguratorSession",
     "PresentedAnotherCertificate",
@@ -275,6 +276,24 @@ def observe_node(node: NodeAddress, timeout: float | None = None) -> ServedNode:
         # A chain that verified was issued by the root CA: the signatures need no second look.
         verification_problem is None or _signed_by(chain, root_ca),
     )
+
+
+def heartbeat_ok(
+    node: NodeAddress, trusted_roots_pem: str, served_sha256: str, timeout: float | None = None
+) -> bool:
+    """True when the node's load balancer heartbeat answers 200 "ok" over TLS that presents
+    exactly `served_sha256`, verified against `trusted_roots_pem` (VMware docs, "Configure
+    Load Balancer Settings": the health monitor URL)."""
+    seconds = timeout or request_timeout()
+    url = f"https://{node.address}:{node.service_port}{HEARTBEAT_PATH}"
+    with _verified_session(node, trusted_roots_pem, served_sha256) as (session, _adapter):
+        try:
+            answer = session.get(
+                url, headers={"Host": node.fqdn}, timeout=seconds, allow_redirects=False
+            )
+        except requests.RequestException:
+            return False
+    return answer.status_code == 200 and answer.text.strip() == "ok"
 
 
 def observe_configurator_certificate(node: NodeAddress, timeout: float | None = None) -> str:

@@ -72,6 +72,7 @@ def test_canary_passwords_are_found_nowhere(emulator, tmp_path, monkeypatch, cap
                 "name": "local",
                 "service_fqdn": SERVICE,
                 "ssl_termination": "passthrough",
+                "certificate_method": "configurator",
                 "trust_on_first_use": True,
                 "extra_sans": ["ws1-dr.local.test"],  # every node needs a login
                 "nodes": [
