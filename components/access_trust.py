@@ -59,6 +59,8 @@ class ApprovedCluster:
 
     observation: ClusterObservation
     trusted_root_cas: tuple[x509.Certificate, ...]
+    # The root CA trusted ahead of the nodes moving to it (see incoming_root_ca_pem).
+    incoming_root_ca_pem: str | None = None
 
 
 def observe_and_approve(
@@ -96,26 +98,29 @@ def _approve(
     if cluster.load_balancer_root_ca is not None:
         source = f"config key {config_key}.load_balancer_root_ca"
         pki.check_ca(pki.load_certificate(cluster.load_balancer_root_ca, source), source, now)
+    observation = cluster_observation(cluster.name, node_addresses(cluster), results, now)
     incoming = None
-    incoming_pem = incoming_root_ca_pem(cluster)
+    incoming_pem = incoming_root_ca_pem(cluster, observation)
     if incoming_pem is not None:
         key = "incoming_root_ca" if cluster.incoming_root_ca else "ssh.issuing_ca"
         incoming = pki.load_certificate(incoming_pem, f"config key {config_key}.{key}")
-    observation = cluster_observation(cluster.name, node_addresses(cluster), results, now)
     trusted = decide_trust(
         observation, cluster.root_ca_sha256, cluster.trust_on_first_use, incoming, now
     )
-    return ApprovedCluster(observation, trusted)
+    return ApprovedCluster(observation, trusted, incoming_pem)
 
 
-def incoming_root_ca_pem(cluster: Cluster) -> str | None:
+def incoming_root_ca_pem(cluster: Cluster, observation: ClusterObservation) -> str | None:
     """The root CA the nodes are about to move to, trusted ahead of time: the stack's
-    incoming_root_ca, else the operator's CA that the ssh route issues from."""
+    incoming_root_ca, else, while some node needs a new certificate, the operator's CA that
+    the ssh route issues from (no node needing one: nothing will move, nothing to trust)."""
     if cluster.incoming_root_ca is not None:
         return cluster.incoming_root_ca
-    if cluster.writes_certificates and cluster.ssh is not None and cluster.ssh.issuing_ca:
-        return cluster.ssh.issuing_ca
-    return None
+    ssh = cluster.ssh
+    if not (cluster.writes_certificates and ssh is not None and ssh.issuing_ca):
+        return None
+    moving = observation.nodes_needing_certificate(cluster.service_fqdn, required_names(cluster))
+    return ssh.issuing_ca if moving else None
 
 
 def ssh_route_input(cluster: Cluster) -> dict[str, Any] | None:
@@ -175,7 +180,7 @@ class AccessTrust(pulumi.ComponentResource):
             nodes=nodes,
             pins=list(cluster.root_ca_sha256),
             trust_on_first_use=cluster.trust_on_first_use,
-            incoming_root_ca_pem=incoming_root_ca_pem(cluster),
+            incoming_root_ca_pem=approved.incoming_root_ca_pem,
             trusted_root_cas=approved.trusted_root_cas,
             opts=names.options("root-ca", child),
         )

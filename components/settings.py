@@ -87,6 +87,7 @@ _SSH_KEYS = (
     "root_password_key",
     "trust_host_key_on_first_use",
     "issuing_ca",
+    "issuing_ca_path",
     "issuing_ca_key_key",
     "restart_timeout_seconds",
 )
@@ -797,18 +798,7 @@ class _Parser:
                     "node's SSH host key, as `ssh-keyscan <node> | ssh-keygen -lf -` prints it, "
                     "e.g. SHA256:...); or set ssh.trust_host_key_on_first_use: true.",
                 )
-        issuing_ca = self.certificate_pem(ssh, "issuing_ca", "the CA that issues node certificates")
-        if issuing_ca is None and ssh.get("issuing_ca") is None:
-            ssh.problem(
-                "issuing_ca",
-                "is required: the PEM of the CA that issues the node certificates (its key "
-                "goes into the secret key named by issuing_ca_key_key).",
-            )
-        elif issuing_ca is not None:
-            try:
-                pki.check_ca(pki.load_certificate(issuing_ca, "issuing_ca"), "issuing_ca")
-            except pki.CertificateError as problem:
-                ssh.problem("issuing_ca", str(problem))
+        issuing_ca = self.issuing_ca(ssh)
         timeout_value = ssh.get("restart_timeout_seconds")
         timeout = 600
         if timeout_value is not None:
@@ -849,6 +839,46 @@ class _Parser:
             keys_in_config=tuple(name for name in secrets.values() if name in self.raw),
             **secrets,
         )
+
+    def issuing_ca(self, ssh: _Object) -> str | None:
+        """The ssh route's CA: PEM text (issuing_ca) or a PEM file (issuing_ca_path)."""
+        what = "the CA that issues the node certificates"
+        if ssh.get("issuing_ca") is not None and ssh.get("issuing_ca_path") is not None:
+            ssh.problem(None, "both issuing_ca and issuing_ca_path are set; give one of them.")
+            return None
+        key, pem = "issuing_ca", self.certificate_pem(ssh, "issuing_ca", what)
+        if ssh.get("issuing_ca_path") is not None:
+            key, pem = "issuing_ca_path", None
+            path = self.file_path(ssh, key, f"the PEM file of {what}")
+            if path is not None and not path.is_file():
+                shown = "the given value" if ssh.hidden else repr(str(path))
+                ssh.problem(key, f"{shown} does not exist (expected the PEM file of {what}).")
+            elif path is not None:
+                try:
+                    pem = pki.bundle_pem(
+                        pki.load_bundle(path.read_bytes()[: 1024 * 1024], "the file")
+                    )
+                except (OSError, pki.CertificateError) as error:
+                    ssh.problem(key, f"{error} Expected the PEM file of {what}.")
+                    return None
+        elif ssh.get("issuing_ca") is None:
+            ssh.problem(
+                None,
+                f"issuing_ca or issuing_ca_path is required: {what} (its key goes into the "
+                "secret config key named by issuing_ca_key_key).",
+            )
+        if pem is None:
+            return None
+        try:
+            [certificate] = pki.load_bundle(pem, key)
+            pki.check_ca(certificate, key)
+        except ValueError:
+            ssh.problem(key, f"holds several certificates; expected exactly one: {what}.")
+            return None
+        except pki.CertificateError as problem:
+            ssh.problem(key, str(problem))
+            return None
+        return pem
 
     def ssl_termination(self, obj: _Object) -> SslTermination:
         expected = "load_balancer or passthrough"

@@ -283,7 +283,7 @@ class NodeSsh:
         return 127, f"sh: {words[0] if words else ''}: command not found\n"
 
     def _as_root(self, script: str) -> tuple[int, str]:
-        """`echo yes | installExternalCertificate.hzn --ca A --cert B --key C`, as VMware runs it."""
+        """`echo yes | installExternalCertificate.hzn --ca A --cert B --key C` (VMware's form)."""
         left, bar, right = script.partition("|")
         words = shlex.split(right) if bar else shlex.split(script)
         if not words or words[0] != INSTALL_SCRIPT:
@@ -340,3 +340,31 @@ class NodeSsh:
 def host_keys(servers: Sequence[NodeSsh]) -> dict[str, str]:
     """fqdn -> host key fingerprint, as a stack pins them."""
     return {server.node.fqdn: server.host_key_sha256 for server in servers}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """`python -m emulators.appliance_ssh new-ca DIR`: the local stack's operator CA (its
+    certificate and, readable by the owner only, its key), made once by scripts/local-stack.sh."""
+    import argparse
+    import os
+    from pathlib import Path
+
+    parser = argparse.ArgumentParser(description=main.__doc__)
+    parser.add_argument("action", choices=["new-ca"])
+    parser.add_argument("directory", type=Path)
+    args = parser.parse_args(argv)
+    args.directory.mkdir(parents=True, exist_ok=True)
+    ca = CertificateAuthority.create()
+    key = ca.private_key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
+    key_path = args.directory / "ws1-issuing-ca.key"
+    descriptor = os.open(key_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(descriptor, "wb") as file:
+        file.write(key)
+    (args.directory / "ws1-issuing-ca.pem").write_text(ca.pem)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

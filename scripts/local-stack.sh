@@ -85,6 +85,7 @@ start_emulator() {
   "$python" -m emulators.appliance --nodes 3 --domain local.test --service-fqdn ws1.local.test \
     --admin-password-env WS1_ACCESS_ADMIN_PASSWORD \
     --service-ports 19441,19442,19443 --configurator-ports 19451,19452,19453 \
+    --ssh-ports 19461,19462,19463 \
     >"$state/emulator.json" 2>"$state/emulator.log" &
   local pid=$!
   echo "$pid" >"$pid_file"
@@ -130,6 +131,20 @@ case $action in
     fi
     WS1_ACCESS_ADMIN_PASSWORD=$(cat "$state/admin-password")
     export WS1_ACCESS_ADMIN_PASSWORD
+    # The ssh route (stacks/Pulumi.local.yaml): the emulated nodes' SSH passwords and the
+    # local CA that issues node certificates, made once and kept in .state/ only.
+    for name in ssh-password ssh-root-password; do
+      if [[ ! -s $state/$name ]]; then
+        (umask 077 && "$python" -c 'import secrets; print(secrets.token_urlsafe(24))' >"$state/$name")
+      fi
+    done
+    if [[ ! -s $state/local-ca/ws1-issuing-ca.pem ]]; then
+      (umask 077 && "$python" -m emulators.appliance_ssh new-ca "$state/local-ca")
+    fi
+    WS1_ACCESS_SSH_PASSWORD=$(cat "$state/ssh-password")
+    WS1_ACCESS_SSH_ROOT_PASSWORD=$(cat "$state/ssh-root-password")
+    WS1_ACCESS_SSH_ISSUING_CA_KEY=$(cat "$state/local-ca/ws1-issuing-ca.key")
+    export WS1_ACCESS_SSH_PASSWORD WS1_ACCESS_SSH_ROOT_PASSWORD WS1_ACCESS_SSH_ISSUING_CA_KEY
     export PULUMI_BACKEND_URL="file://$PWD/$state/backend"
     export PULUMI_CONFIG_PASSPHRASE=local-stack-only
     start_emulator

@@ -57,6 +57,7 @@ __all__ = [
     "CONFIGURATOR_PATHS",
     "heartbeat_ok",
     "ApplianceError",
+    "ApplianceUnavailable",
     "ConfiguratorSession",
     "PresentedAnotherCertificate",
     "open_configurator",
@@ -132,6 +133,11 @@ _ATTEMPTS = 3  # idempotent reads only; writes are never retried blindly
 
 class ApplianceError(RuntimeError):
     """A node could not be reached or answered unexpectedly; str() is an operator sentence."""
+
+
+class ApplianceUnavailable(ApplianceError):
+    """The configurator could not answer now (network, deadline, HTTP 5xx): says nothing about
+    whether it speaks the protocol this program expects."""
 
 
 @dataclass(frozen=True)
@@ -783,7 +789,7 @@ class ConfiguratorSession:
             reason = f"no complete answer within {self._timeout:g} s (the overall deadline)"
         # Raised here, outside the `except`: the requests exception holds the request, whose
         # body may hold the password; neither __cause__ nor __context__ may keep it.
-        raise ApplianceError(
+        raise ApplianceUnavailable(
             f"node {self._node.fqdn} ({self._node.address}:{self._node.configurator_port}): "
             f"could not {what}: {reason}."
         )
@@ -809,7 +815,8 @@ class ConfiguratorSession:
             )
         else:
             meaning = f"the configurator answered HTTP {status}{_error_detail(answer, form)}"
-        raise ApplianceError(f"node {self._node.fqdn}: could not {what}: {meaning}; expected 200.")
+        kind = ApplianceUnavailable if status >= 500 else ApplianceError
+        raise kind(f"node {self._node.fqdn}: could not {what}: {meaning}; expected 200.")
 
 
 def _error_detail(answer: requests.Response, form: Mapping[str, str] | None = None) -> str:

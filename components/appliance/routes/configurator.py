@@ -17,6 +17,7 @@ from components.appliance.client import (
     ADMIN_PASSWORD_VARIABLE,
     PATHS_OVERRIDE_VARIABLE,
     ApplianceError,
+    ApplianceUnavailable,
     NodeAddress,
     ServedNode,
     configurator_paths,
@@ -71,6 +72,10 @@ def probe_configurator(
     try:
         with open_configurator(node, trusted_roots_pem, password, current=current) as session:
             session.current_certificate()
+    except ApplianceUnavailable:
+        # Not evidence about the path table: the write itself meets it, node by node, under
+        # the outage guard.
+        return
     except (ApplianceError, pki.CertificateError) as problem:
         table = ", ".join(f"{name}: {method} {path}" for name, (method, path) in paths.items())
         raise ApplianceError(
