@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import collections
 import hmac
+import logging
 import shlex
 import socket
 import threading
@@ -34,6 +35,10 @@ from emulators.appliance import ApplianceCluster, EmulatedNode
 __all__ = ["INSTALL_SCRIPT", "NodeSsh", "fingerprint"]
 
 INSTALL_SCRIPT = "/usr/local/horizon/scripts/installExternalCertificate.hzn"
+# The server transports' own log: a client hanging up is normal here, not an error to print.
+_TRANSPORT_LOG = "emulators.appliance_ssh.transport"
+logging.getLogger(_TRANSPORT_LOG).addHandler(logging.NullHandler())
+logging.getLogger(_TRANSPORT_LOG).propagate = False
 
 
 def fingerprint(key: paramiko.PKey) -> str:
@@ -166,7 +171,7 @@ class NodeSsh:
             self._counters[what] += 1
 
     def count(self, what: str) -> int:
-        """"connections", "password attempts", "key attempts", "logins", "installs"."""
+        """ "connections", "password attempts", "key attempts", "logins", "installs"."""
         with self._lock:
             return self._counters[what]
 
@@ -189,6 +194,7 @@ class NodeSsh:
                 return
             self._count("connections")
             transport = paramiko.Transport(client)
+            transport.set_log_channel(_TRANSPORT_LOG)
             transport.add_server_key(self.host_key)
             try:
                 transport.start_server(server=_Server(self))

@@ -67,9 +67,7 @@ class SshWorld:
             for lb in ("proxy-a", "proxy-b"):
                 text = (self.directory / "lb" / lb / "trust.pem").read_text()
                 try:
-                    pki.verify_served_chain(
-                        [leaf], pki.load_bundle(text, lb), node.fqdn, node.fqdn
-                    )
+                    pki.verify_served_chain([leaf], pki.load_bundle(text, lb), node.fqdn, node.fqdn)
                 except pki.CertificateError:
                     off.append(node.fqdn)
                     break

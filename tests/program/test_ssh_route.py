@@ -77,7 +77,9 @@ def test_a_node_missing_a_san_gets_a_new_certificate_and_only_that_node(tmp_path
         [certificate] = preview.of_type(CERTIFICATE_TYPE)
         assert preview.steps[certificate.urn] == "update"
         assert certificate.inputs["nodes_needing_certificate"] == [node_fqdn(2)]
-        assert any(f"node {node_fqdn(2)} gets a new certificate" in line for line in preview.warnings)
+        assert any(
+            f"node {node_fqdn(2)} gets a new certificate" in line for line in preview.warnings
+        )
         assert w.total("connections") == 0  # preview never logs in over SSH
 
         expect_ok(w.up())
@@ -220,7 +222,9 @@ def test_no_ssh_secret_is_found_anywhere_in_the_lifecycle(tmp_path, become):
                 provider = resource.inputs.get(PROVIDER_KEY)
                 if isinstance(provider, str):
                     texts.append(provider)
-                    texts.append(base64.b64decode(provider + "==", validate=False).decode("latin-1"))
+                    texts.append(
+                        base64.b64decode(provider + "==", validate=False).decode("latin-1")
+                    )
         for path in tmp_path.rglob("*"):
             if path.is_file():
                 texts.append(path.read_text(errors="replace"))
