@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import json
+import logging
 
 import paramiko
 import pytest
@@ -199,8 +200,10 @@ def test_a_missing_secret_stops_preview_naming_the_key(tmp_path, monkeypatch):
 
 
 @pytest.mark.parametrize("become", ["su"])
-def test_no_ssh_secret_is_found_anywhere_in_the_lifecycle(tmp_path, become):
-    """Secret scan over this route: state, outputs, pickled providers, warnings, errors."""
+def test_no_ssh_secret_is_found_anywhere_in_the_lifecycle(tmp_path, become, caplog):
+    """Secret scan over this route: state, outputs, pickled providers, warnings, errors, log
+    records (every logger, paramiko's included), and every file written."""
+    caplog.set_level(logging.DEBUG)
     with ssh_world(tmp_path, become=become) as w:
         key_pem = w.stack.config["sshIssuingCaKey"]
         key_body = "".join(key_pem.strip().splitlines()[1:-1])
@@ -225,6 +228,8 @@ def test_no_ssh_secret_is_found_anywhere_in_the_lifecycle(tmp_path, become):
                     texts.append(
                         base64.b64decode(provider + "==", validate=False).decode("latin-1")
                     )
+        texts.append(caplog.text)
+        assert "paramiko" in caplog.text  # the SSH library's own log was captured too
         for path in tmp_path.rglob("*"):
             if path.is_file():
                 texts.append(path.read_text(errors="replace"))
