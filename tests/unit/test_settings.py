@@ -1397,9 +1397,20 @@ def test_the_shipped_example_stacks_need_only_the_management_ca_file(
     raw = {key.split(":", 1)[1]: value for key, value in document["config"].items()}
     ca = tmp_path / "certs" / "bigip-management-ca.pem"
 
+    # prod shows the ssh certificate route, whose CA file an operator supplies too.
+    issuing = tmp_path / "certs" / "ws1-issuing-ca.pem"
+    expected_issuing = (
+        (
+            f"{P}clusters[0].ssh.issuing_ca_path: '{issuing}' does not exist (expected the PEM "
+            "file of the CA that issues the node certificates).",
+        )
+        if stack == "prod"
+        else ()
+    )
+
     with pytest.raises(SettingsError) as caught:
         parse_settings(raw, frozenset(), project_dir=tmp_path)
-    assert caught.value.problems == tuple(
+    assert caught.value.problems == expected_issuing + tuple(
         f"{P}load_balancers[{index}].management_ca_path: '{ca}' does not exist (expected the "
         "PEM file of the CA that signs the BIG-IP management certificate)."
         for index in (0, 1)
@@ -1407,6 +1418,8 @@ def test_the_shipped_example_stacks_need_only_the_management_ca_file(
 
     ca.parent.mkdir()
     ca.write_text(LB_ROOT_CA)
+    if stack == "prod":
+        issuing.write_text(trustme.CA().cert_pem.bytes().decode())
     settings = parse_settings(raw, frozenset(), project_dir=tmp_path)
     virtual_servers = [
         lb.virtual_server for lb in settings.load_balancers if isinstance(lb, F5LoadBalancer)
