@@ -34,7 +34,13 @@ from components.naming import Names
 from components.settings import PROJECT, Cluster
 from components.trust_stores import ClusterTrust, TrustStoreOutputs, declare_trust_store
 
-__all__ = ["AccessTrust", "ApprovedCluster", "observe_and_approve", "required_names"]
+__all__ = [
+    "AccessTrust",
+    "ApprovedCluster",
+    "nodes_to_fix",
+    "observe_and_approve",
+    "required_names",
+]
 
 
 def required_names(cluster: Cluster) -> tuple[str, ...]:
@@ -119,8 +125,23 @@ def incoming_root_ca_pem(cluster: Cluster, observation: ClusterObservation) -> s
     ssh = cluster.ssh
     if not (cluster.writes_certificates and ssh is not None and ssh.issuing_ca):
         return None
-    moving = observation.nodes_needing_certificate(cluster.service_fqdn, required_names(cluster))
-    return ssh.issuing_ca if moving else None
+    if not nodes_to_fix(cluster, observation):
+        return None
+    # A CA some node already publishes is trusted as observed; announcing it again would only
+    # flip this input between runs.
+    issuing = pki.sha256_fingerprint(pki.load_certificate(ssh.issuing_ca, "ssh.issuing_ca"))
+    return None if issuing in observation.root_ca_sha256s else ssh.issuing_ca
+
+
+def nodes_to_fix(cluster: Cluster, observation: ClusterObservation) -> list[str]:
+    """The nodes that need a new certificate: wrong names or validity, or, with the ssh
+    route, a certificate that the operator's CA (ssh.issuing_ca) did not issue."""
+    issuer = None
+    if cluster.writes_certificates and cluster.ssh is not None and cluster.ssh.issuing_ca:
+        issuer = pki.load_certificate(cluster.ssh.issuing_ca, "ssh.issuing_ca")
+    return observation.nodes_needing_certificate(
+        cluster.service_fqdn, required_names(cluster), issuer
+    )
 
 
 def ssh_route_input(cluster: Cluster) -> dict[str, Any] | None:
@@ -205,6 +226,7 @@ class AccessTrust(pulumi.ComponentResource):
                 admin_password_key=cluster.admin_password_key,
                 trusted_root_ca_bundle_pem=self.root_ca.root_ca_bundle_pem,
                 observation=observation,
+                nodes_needing_certificate=nodes_to_fix(cluster, observation),
                 route=ssh_route_input(cluster),
                 # Every trust store first: a node may only move to a root CA once every
                 # load balancer trusts it (README, "Rotating the appliance certificate").
@@ -257,7 +279,7 @@ class AccessTrust(pulumi.ComponentResource):
         for root_ca in approved.trusted_root_cas:
             self._warn_expiry(cluster.name, "root CA", root_ca, warning_days, now)
         required = required_names(cluster)
-        to_fix = set(observation.nodes_needing_certificate(cluster.service_fqdn, required))
+        to_fix = set(nodes_to_fix(cluster, observation))
         self._warn_about_route(cluster, [n.fqdn for n in observation.nodes if n.fqdn in to_fix])
         if cluster.writes_certificates:
             # The Python dynamic host returns no detailed diff, so `preview --diff` shows the
@@ -373,4 +395,4 @@ def _what_is_wrong(node: ServedNode, service_fqdn: str, required: Sequence[str])
         pki.check_server_names(node.served_certificate, service_fqdn, required, node.fqdn)
     except pki.CertificateError as problem:
         return f"{found}, and {problem}"
-    return found
+    return f"{found}, not issued by the CA the ssh route issues from (ssh.issuing_ca)"

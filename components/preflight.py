@@ -16,7 +16,7 @@ from collections.abc import Mapping
 import pulumi
 
 from components import pki
-from components.access_trust import ApprovedCluster, node_addresses, required_names
+from components.access_trust import ApprovedCluster, node_addresses, nodes_to_fix
 from components.appliance.client import (
     ADMIN_PASSWORD_VARIABLE,
     ApplianceError,
@@ -134,9 +134,7 @@ def warn_about_environment() -> None:
 def _nodes_to_fix(cluster: Cluster, approved: ApprovedCluster) -> list[str]:
     if not cluster.writes_certificates:
         return []
-    return approved.observation.nodes_needing_certificate(
-        cluster.service_fqdn, required_names(cluster)
-    )
+    return nodes_to_fix(cluster, approved.observation)
 
 
 def probe_configurators(settings: Settings, approved: Mapping[str, ApprovedCluster]) -> None:

@@ -89,7 +89,9 @@ class ApplianceCertificateProvider(ApplianceProvider):
         else:
             now = _observe(news)
             to_fix = bool(
-                now.nodes_needing_certificate(str(news["common_name"]), list(news["sans"]))
+                now.nodes_needing_certificate(
+                    str(news["common_name"]), list(news["sans"]), _issuer(news)
+                )
             ) or now.served_sha256s() != olds.get("served_sha256s")
         return DiffResult(changes=to_fix, replaces=[], delete_before_replace=False)
 
@@ -98,7 +100,7 @@ class ApplianceCertificateProvider(ApplianceProvider):
         outs = dict(props)
         outs.update(_served_outputs(observation.nodes))
         outs["nodes_needing_certificate"] = observation.nodes_needing_certificate(
-            str(props["common_name"]), list(props["sans"])
+            str(props["common_name"]), list(props["sans"]), _issuer(props)
         )
         return ReadResult(id_=id_, outs=outs)
 
@@ -116,7 +118,10 @@ class ApplianceCertificateProvider(ApplianceProvider):
         # A node that cannot be observed stops the change before any node is touched.
         before = cluster_observation(cluster, nodes, observe_nodes(nodes))
         route = open_route(props, self.credential, trusted_pem)
-        to_fix = [node.fqdn for node in before.nodes if needs_certificate(node, common_name, sans)]
+        issuer = _issuer(props)
+        to_fix = [
+            node.fqdn for node in before.nodes if needs_certificate(node, common_name, sans, issuer)
+        ]
         missing = route.missing() if to_fix else []
         if missing:
             raise RuntimeError(
@@ -129,7 +134,7 @@ class ApplianceCertificateProvider(ApplianceProvider):
         # canary (README, "Rotating the appliance certificate"), and the outage guard below
         # stops there when its new certificate is not trusted.
         for node, current in zip(nodes, before.nodes, strict=True):
-            if not needs_certificate(current, common_name, sans):
+            if not needs_certificate(current, common_name, sans, issuer):
                 served.append(current)
                 continue
             after = route.install(node, current, common_name, sans)
@@ -145,6 +150,16 @@ class ApplianceCertificateProvider(ApplianceProvider):
         outs.update(_served_outputs(served))
         outs["nodes_needing_certificate"] = []
         return outs
+
+
+def _issuer(props: dict[str, Any]) -> x509.Certificate | None:
+    """The CA the cluster's route issues from, when it has one of its own (ssh): a node
+    serving a certificate from any other CA needs a new one."""
+    route = props.get("route") or {}
+    pem = route.get("issuing_ca_pem") if isinstance(route, dict) else None
+    if not pem or is_unknown(pem):
+        return None
+    return pki.load_certificate(str(pem), "ssh.issuing_ca")
 
 
 def _observe(props: dict[str, Any]) -> ClusterObservation:
@@ -230,6 +245,7 @@ class ApplianceCertificate(pulumi.dynamic.Resource, module="ws1", name="Applianc
         admin_password_key: str,
         trusted_root_ca_bundle_pem: pulumi.Input[str],
         observation: ClusterObservation,
+        nodes_needing_certificate: list[str],
         route: dict[str, Any] | None = None,
         opts: pulumi.ResourceOptions | None = None,
     ) -> None:
@@ -242,7 +258,7 @@ class ApplianceCertificate(pulumi.dynamic.Resource, module="ws1", name="Applianc
             "admin_password_key": admin_password_key,
             "trusted_root_ca_bundle_pem": trusted_root_ca_bundle_pem,
             "served_sha256s": observation.served_sha256s(),
-            "nodes_needing_certificate": observation.nodes_needing_certificate(common_name, sans),
+            "nodes_needing_certificate": nodes_needing_certificate,
             "served": None,
         }
         if route is not None:

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from cryptography import x509
+from cryptography.exceptions import InvalidSignature
 
 from components import pki
 from components.appliance.client import ApplianceError, NodeAddress, ServedNode, observe_node
@@ -72,18 +73,34 @@ class ClusterObservation:
         return {node.fqdn: node.root_ca_sha256 for node in self.nodes}
 
     def nodes_needing_certificate(
-        self, common_name: str, required_names: Sequence[str]
+        self,
+        common_name: str,
+        required_names: Sequence[str],
+        issuer: x509.Certificate | None = None,
     ) -> list[str]:
         """FQDNs of the nodes whose served certificate must be replaced: it does not verify
-        (expired, wrong issuer, wrong name), or lacks the CN or a required SAN."""
+        (expired, wrong issuer, wrong name), or lacks the CN or a required SAN, or (when the
+        route issues from a CA of its own: `issuer`) that CA did not issue it."""
         return [
-            node.fqdn for node in self.nodes if needs_certificate(node, common_name, required_names)
+            node.fqdn
+            for node in self.nodes
+            if needs_certificate(node, common_name, required_names, issuer)
         ]
 
 
-def needs_certificate(node: ServedNode, common_name: str, required_names: Sequence[str]) -> bool:
+def needs_certificate(
+    node: ServedNode,
+    common_name: str,
+    required_names: Sequence[str],
+    issuer: x509.Certificate | None = None,
+) -> bool:
     if node.problem is not None:
         return True
+    if issuer is not None:
+        try:
+            node.served_certificate.verify_directly_issued_by(issuer)
+        except (ValueError, TypeError, InvalidSignature):
+            return True
     try:
         pki.check_server_names(node.served_certificate, common_name, required_names, node.fqdn)
     except pki.CertificateError:

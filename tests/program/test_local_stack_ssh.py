@@ -51,26 +51,35 @@ def local(tmp_path, monkeypatch):
 
 def test_the_local_stack_uses_the_ssh_route_and_warns_about_host_key_trust_on_first_use(local):
     stack, emulator, servers, ca_pem = local
-    first = stack.up()
-    assert first.error is None, first.error
-    # The emulator's first certificates carry every name: nothing to install yet.
-    assert sum(server.count("connections") for server in servers) == 0
-
-    stack.config["clusters"][0]["extra_sans"] = ["ws1-dr.local.test"]
     preview = stack.preview()
     assert preview.error is None, preview.error
     [tofu] = [line for line in preview.warnings if "SSH HOST KEY TRUST ON FIRST USE" in line]
     assert all(node in tofu for node in NODES)
+    # The emulated nodes serve the right names, but from the appliance's own root CA: the
+    # ssh route moves each of them to the local CA.
+    assert all(
+        "not issued by the CA the ssh route issues from" in line
+        for line in preview.warnings
+        if "gets a new certificate" in line
+    )
 
-    up = stack.up()
-    assert up.error is None, up.error
+    first = stack.up()
+    assert first.error is None, first.error
     assert [server.count("installs") for server in servers] == [1, 1, 1]
     assert emulator.writes() == 0 and emulator.logins() == 0  # no configurator involved
     ca = pki.load_certificate(ca_pem, "local CA")
     for node in emulator.nodes:
-        leaf = pki.load_certificate(node.leaf_pem, node.fqdn)
-        assert leaf.issuer == ca.subject, node.fqdn
+        assert pki.load_certificate(node.leaf_pem, node.fqdn).issuer == ca.subject, node.fqdn
+
+    stack.config["clusters"][0]["extra_sans"] = ["ws1-dr.local.test"]
+    up = stack.up()
+    assert up.error is None, up.error
+    assert [server.count("installs") for server in servers] == [2, 2, 2]
+    for node in emulator.nodes:
         assert "ws1-dr.local.test" in node.subject_alt_names
+    again = stack.up()
+    assert again.error is None and again.changed() == {}, again.changed()
+    assert [server.count("installs") for server in servers] == [2, 2, 2]
 
 
 def test_the_emulator_command_line_serves_ssh_on_the_given_ports():
