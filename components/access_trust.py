@@ -107,11 +107,11 @@ def _approve(
     observation = cluster_observation(cluster.name, node_addresses(cluster), results, now)
     incoming = None
     incoming_pem = incoming_root_ca_pem(cluster, observation)
+    key = "incoming_root_ca" if cluster.incoming_root_ca else "ssh.issuing_ca"
     if incoming_pem is not None:
-        key = "incoming_root_ca" if cluster.incoming_root_ca else "ssh.issuing_ca"
         incoming = pki.load_certificate(incoming_pem, f"config key {config_key}.{key}")
     trusted = decide_trust(
-        observation, cluster.root_ca_sha256, cluster.trust_on_first_use, incoming, now
+        observation, cluster.root_ca_sha256, cluster.trust_on_first_use, incoming, now, key
     )
     return ApprovedCluster(observation, trusted, incoming_pem)
 

@@ -180,6 +180,7 @@ def decide_trust(
     trust_on_first_use: bool,
     incoming_root_ca: x509.Certificate | None = None,
     now: datetime | None = None,
+    incoming_key: str = "incoming_root_ca",
 ) -> tuple[x509.Certificate, ...]:
     """The root CAs the load balancers must trust; TrustDecisionError when they may not.
 
@@ -207,13 +208,13 @@ def decide_trust(
         )
     incoming_sha256 = ""
     if incoming_root_ca is not None:
-        source = f"cluster {cluster}: the incoming root CA (config key incoming_root_ca)"
+        source = f"cluster {cluster}: the incoming root CA (config key {incoming_key})"
         pki.check_ca(incoming_root_ca, source, now)
         incoming_sha256 = pki.sha256_fingerprint(incoming_root_ca)
         if pins and incoming_sha256 not in pins:
             raise TrustDecisionError(
                 f"cluster {cluster}: the incoming root CA {incoming_sha256} (config key "
-                "incoming_root_ca) is not pinned; add its fingerprint to root_ca_sha256."
+                f"{incoming_key}) is not pinned; add its fingerprint to root_ca_sha256."
             )
     current = [
         root for root in observation.root_cas if pki.sha256_fingerprint(root) != incoming_sha256

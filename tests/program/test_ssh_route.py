@@ -238,3 +238,15 @@ def test_no_ssh_secret_is_found_anywhere_in_the_lifecycle(tmp_path, become, capl
         assert found == [], found
         # The provider itself holds nothing secret when pickled.
         assert ApplianceCertificateProvider().__dict__ == {}
+
+
+def test_an_issuing_ca_the_stack_does_not_pin_is_refused_while_planning(tmp_path):
+    with ssh_world(tmp_path) as w:
+        w.cluster["root_ca_sha256"] = [w.emulator.root_ca_sha256]
+        failed = w.stack.preview()
+        assert failed.error is not None
+        assert (
+            f"the incoming root CA {w.issuing_ca.sha256} (config key ssh.issuing_ca) is not "
+            in (failed.error)
+        )
+        assert w.total("connections") == 0 and failed.resources == {}
