@@ -107,7 +107,7 @@ def _approve(
     observation = cluster_observation(cluster.name, node_addresses(cluster), results, now)
     incoming = None
     incoming_pem = incoming_root_ca_pem(cluster, observation)
-    key = "incoming_root_ca" if cluster.incoming_root_ca else "ssh.issuing_ca"
+    key = "incoming_root_ca" if cluster.incoming_root_ca else _issuing_ca_key(cluster)
     if incoming_pem is not None:
         incoming = pki.load_certificate(incoming_pem, f"config key {config_key}.{key}")
     trusted = decide_trust(
@@ -116,36 +116,56 @@ def _approve(
     return ApprovedCluster(observation, trusted, incoming_pem)
 
 
+def _issuing_ca_key(cluster: Cluster) -> str:
+    return f"{cluster.certificate_method}.issuing_ca"
+
+
 def incoming_root_ca_pem(cluster: Cluster, observation: ClusterObservation) -> str | None:
     """The root CA the nodes are about to move to, trusted ahead of time: the stack's
     incoming_root_ca, else, while some node needs a new certificate, the operator's CA that
-    the ssh route issues from (no node needing one: nothing will move, nothing to trust)."""
+    the route issues from (no node needing one: nothing will move, nothing to trust)."""
     if cluster.incoming_root_ca is not None:
         return cluster.incoming_root_ca
-    ssh = cluster.ssh
-    if not (cluster.writes_certificates and ssh is not None and ssh.issuing_ca):
+    issuing_ca = cluster.issuing_ca
+    if not (cluster.writes_certificates and issuing_ca):
         return None
     if not nodes_to_fix(cluster, observation):
         return None
     # A CA some node already publishes is trusted as observed; announcing it again would only
     # flip this input between runs.
-    issuing = pki.sha256_fingerprint(pki.load_certificate(ssh.issuing_ca, "ssh.issuing_ca"))
-    return None if issuing in observation.root_ca_sha256s else ssh.issuing_ca
+    issuing = pki.sha256_fingerprint(pki.load_certificate(issuing_ca, _issuing_ca_key(cluster)))
+    return None if issuing in observation.root_ca_sha256s else issuing_ca
 
 
 def nodes_to_fix(cluster: Cluster, observation: ClusterObservation) -> list[str]:
-    """The nodes that need a new certificate: wrong names or validity, or, with the ssh
-    route, a certificate that the operator's CA (ssh.issuing_ca) did not issue."""
+    """The nodes that need a new certificate: wrong names or validity, or, with a route
+    that issues from the operator's CA (ssh, lifecycle_manager), one that CA did not issue."""
     issuer = None
-    if cluster.writes_certificates and cluster.ssh is not None and cluster.ssh.issuing_ca:
-        issuer = pki.load_certificate(cluster.ssh.issuing_ca, "ssh.issuing_ca")
+    if cluster.writes_certificates and cluster.issuing_ca:
+        issuer = pki.load_certificate(cluster.issuing_ca, _issuing_ca_key(cluster))
     return observation.nodes_needing_certificate(
         cluster.service_fqdn, required_names(cluster), issuer
     )
 
 
-def ssh_route_input(cluster: Cluster) -> dict[str, Any] | None:
-    """The ssh route's resource input: key NAMES and public facts, never a secret."""
+def route_input(cluster: Cluster) -> dict[str, Any] | None:
+    """The route's resource input: key NAMES and public facts, never a secret (None for the
+    configurator, whose input is admin_password_key, as before routes existed)."""
+    lifecycle = cluster.lifecycle_manager
+    if cluster.certificate_method == "lifecycle_manager" and lifecycle is not None:
+        return {
+            "method": "lifecycle_manager",
+            "address": lifecycle.address,
+            "port": lifecycle.port,
+            "username": lifecycle.username,
+            "password_key": lifecycle.password_key,
+            "management_ca_pem": lifecycle.management_ca,
+            "environment_id": lifecycle.environment_id,
+            "product_id": lifecycle.product_id,
+            "issuing_ca_pem": lifecycle.issuing_ca,
+            "issuing_ca_key_key": lifecycle.issuing_ca_key_key,
+            "request_timeout_seconds": lifecycle.request_timeout_seconds,
+        }
     ssh = cluster.ssh
     if cluster.certificate_method != "ssh" or ssh is None:
         return None
@@ -227,7 +247,7 @@ class AccessTrust(pulumi.ComponentResource):
                 trusted_root_ca_bundle_pem=self.root_ca.root_ca_bundle_pem,
                 observation=observation,
                 nodes_needing_certificate=nodes_to_fix(cluster, observation),
-                route=ssh_route_input(cluster),
+                route=route_input(cluster),
                 # Every trust store first: a node may only move to a root CA once every
                 # load balancer trusts it (README, "Rotating the appliance certificate").
                 opts=names.options(
@@ -333,9 +353,16 @@ class AccessTrust(pulumi.ComponentResource):
             pulumi.log.warn(
                 f"cluster {cluster.name}: load_balancer_root_ca is declared, but no public "
                 f"source shows how to install it with certificate_method "
-                f"{cluster.certificate_method}, so this program does not guess: install it on "
-                "every node by hand (configurator page Install SSL Certificates > Terminate SSL "
-                "on a Load Balancer), or with certificate_method configurator (experimental).",
+                f"{cluster.certificate_method}"
+                + (
+                    " (Aria Suite Lifecycle takes the load balancer chain only when it builds a "
+                    "cluster)"
+                    if cluster.certificate_method == "lifecycle_manager"
+                    else ""
+                )
+                + ", so this program does not guess: install it on every node by hand "
+                "(configurator page Install SSL Certificates > Terminate SSL on a Load "
+                "Balancer), or with certificate_method configurator (experimental).",
                 resource=self,
             )
         if cluster.writes_certificates and cluster.ssh and cluster.ssh.trust_host_key_on_first_use:
@@ -395,4 +422,4 @@ def _what_is_wrong(node: ServedNode, service_fqdn: str, required: Sequence[str])
         pki.check_server_names(node.served_certificate, service_fqdn, required, node.fqdn)
     except pki.CertificateError as problem:
         return f"{found}, and {problem}"
-    return f"{found}, not issued by the CA the ssh route issues from (ssh.issuing_ca)"
+    return f"{found}, not issued by the CA the route issues from (issuing_ca)"

@@ -47,15 +47,17 @@ def check_credentials(settings: Settings, approved: Mapping[str, ApprovedCluster
         nodes = _nodes_to_fix(cluster, approved[cluster.name])
         if nodes and cluster.certificate_method == "configurator":
             reasons.append(f"node(s) {', '.join(nodes)} need a new certificate")
-        if nodes and cluster.certificate_method == "ssh" and cluster.ssh is not None:
-            for key in cluster.ssh.secret_keys:
+        route = cluster.ssh if cluster.certificate_method == "ssh" else cluster.lifecycle_manager
+        if nodes and route is not None:
+            for key in route.secret_keys:
                 variable = SSH_SECRET_VARIABLES.get(key)
-                if key in cluster.ssh.keys_in_config or (variable and os.environ.get(variable)):
+                if key in route.keys_in_config or (variable and os.environ.get(variable)):
                     continue
                 fallback = f" nor the environment variable {variable}" if variable else ""
                 problems.append(
                     f"cluster {cluster.name}: node(s) {', '.join(nodes)} need a new certificate "
-                    f"through the ssh route, which needs the secret config key {key}, but "
+                    f"through the {cluster.certificate_method} route, which needs the secret "
+                    f"config key {key}, but "
                     f"neither that key{fallback} is set; set it with `pulumi config set "
                     f"--secret {key}`."
                 )

@@ -29,6 +29,7 @@ __all__ = [
     "PemFileLoadBalancer",
     "Settings",
     "SettingsError",
+    "LifecycleRoute",
     "SshRoute",
     "SslTermination",
     "VirtualServer",
@@ -42,9 +43,8 @@ ADMIN_PASSWORD_ENVIRONMENT_VARIABLE = "WS1_ACCESS_ADMIN_PASSWORD"  # noqa: S105
 _BIGIP_PASSWORD_ENVIRONMENT_VARIABLE = "BIGIP_PASSWORD"  # noqa: S105
 
 SslTermination: TypeAlias = Literal["load_balancer", "passthrough"]
-# How a node gets its certificate (README, "Certificate routes"). "lifecycle_manager" is
-# designed (issue 12) but not built yet, and refused with a message saying so.
-CertificateMethod: TypeAlias = Literal["ssh", "configurator", "none"]
+# How a node gets its certificate (README, "Certificate routes").
+CertificateMethod: TypeAlias = Literal["lifecycle_manager", "ssh", "configurator", "none"]
 CERTIFICATE_METHODS = ("lifecycle_manager", "ssh", "configurator", "none")
 Become: TypeAlias = Literal["root", "su", "sudo"]
 # The environment variables the ssh route falls back to when its default secret keys are
@@ -54,6 +54,8 @@ SSH_SECRET_VARIABLES = {
     "sshPrivateKey": "WS1_ACCESS_SSH_PRIVATE_KEY",
     "sshRootPassword": "WS1_ACCESS_SSH_ROOT_PASSWORD",  # noqa: S105
     "sshIssuingCaKey": "WS1_ACCESS_SSH_ISSUING_CA_KEY",
+    "lifecycleManagerPassword": "WS1_ACCESS_LIFECYCLE_PASSWORD",  # noqa: S105
+    "lifecycleIssuingCaKey": "WS1_ACCESS_LIFECYCLE_ISSUING_CA_KEY",
 }
 
 _CONFIGURATOR_PORT = 8443
@@ -75,6 +77,7 @@ _CLUSTER_KEYS = (
     "incoming_root_ca",
     "certificate_method",
     "ssh",
+    "lifecycle_manager",
 )
 _NODE_KEYS = ("fqdn", "address", "service_port", "configurator_port", "ssh_port", "ssh_host_key")
 _SSH_KEYS = (
@@ -90,6 +93,19 @@ _SSH_KEYS = (
     "issuing_ca_path",
     "issuing_ca_key_key",
     "restart_timeout_seconds",
+)
+_LIFECYCLE_KEYS = (
+    "address",
+    "port",
+    "username",
+    "password_key",
+    "management_ca_path",
+    "environment_id",
+    "product_id",
+    "issuing_ca",
+    "issuing_ca_path",
+    "issuing_ca_key_key",
+    "request_timeout_seconds",
 )
 _SSH_HOST_KEY = re.compile(r"SHA256:[A-Za-z0-9+/]{43}")
 _COMMON_LB_KEYS = ("name", "previous_name", "kind", "cluster")
@@ -168,6 +184,31 @@ class SshRoute:
 
 
 @dataclass(frozen=True)
+class LifecycleRoute:
+    """certificate_method: lifecycle_manager. Aria Suite Lifecycle replaces the product
+    certificate of the whole cluster with one from the operator's CA, imported into its locker.
+    The management CA (the one that signs Lifecycle's own HTTPS certificate) is read here;
+    the password and the issuing CA's key are named by their secret config keys only."""
+
+    address: str
+    management_ca: str = field(repr=False)
+    issuing_ca: str = field(repr=False)
+    port: int = 443
+    username: str = "admin@local"
+    password_key: str = "lifecycleManagerPassword"  # noqa: S105 (a key's name)
+    # How VMware's PowerValidatedSolutions module names Workspace ONE Access in Lifecycle.
+    environment_id: str = "globalenvironment"
+    product_id: str = "vidm"
+    issuing_ca_key_key: str = "lifecycleIssuingCaKey"
+    request_timeout_seconds: int = 1800
+    keys_in_config: tuple[str, ...] = ()
+
+    @property
+    def secret_keys(self) -> tuple[str, ...]:
+        return (self.password_key, self.issuing_ca_key_key)
+
+
+@dataclass(frozen=True)
 class Cluster:
     """A Workspace ONE Access cluster: its nodes, how its root CA is trusted, its certificate."""
 
@@ -190,6 +231,13 @@ class Cluster:
     # How nodes get their certificate; "none" (the default) never writes (README table).
     certificate_method: CertificateMethod = "none"
     ssh: SshRoute | None = None
+    lifecycle_manager: LifecycleRoute | None = None
+
+    @property
+    def issuing_ca(self) -> str | None:
+        """The operator's CA the write route issues node certificates from, if it has one."""
+        route = self.ssh if self.certificate_method == "ssh" else self.lifecycle_manager
+        return route.issuing_ca if route is not None and route.issuing_ca else None
 
     @property
     def writes_certificates(self) -> bool:
@@ -703,6 +751,7 @@ class _Parser:
             needed=method == "configurator" and (manage_certificate or root_ca is not None),
         )
         ssh = self.ssh_route(obj, method, nodes)
+        lifecycle = self.lifecycle_route(obj, method)
         return Cluster(
             name=name,
             service_fqdn=service_fqdn,
@@ -718,6 +767,82 @@ class _Parser:
             incoming_root_ca=incoming_root_ca,
             certificate_method=method,
             ssh=ssh,
+            lifecycle_manager=lifecycle,
+        )
+
+    def lifecycle_route(self, obj: _Object, method: CertificateMethod) -> LifecycleRoute | None:
+        value = obj.get("lifecycle_manager")
+        if method != "lifecycle_manager":
+            if value is not None:
+                obj.problem(
+                    "lifecycle_manager", "applies only with certificate_method: lifecycle_manager."
+                )
+            return None
+        if not isinstance(value, Mapping):
+            obj.problem(
+                "lifecycle_manager",
+                "is required with certificate_method: lifecycle_manager; expected an object "
+                "with address, management_ca_path and issuing_ca (README, 'Certificate routes').",
+            )
+            return None
+        lcm = obj.child(obj.at("lifecycle_manager"), value)
+        lcm.check_keys(_LIFECYCLE_KEYS)
+        address = self.address(
+            lcm, "address", "the host name of Aria Suite Lifecycle", required=True
+        )
+        what = "the PEM file of the CA that signs Aria Suite Lifecycle's HTTPS certificate"
+        management_ca = ""
+        path = self.file_path(lcm, "management_ca_path", what)
+        if path is not None and not path.is_file():
+            shown = "the given value" if lcm.hidden else repr(str(path))
+            lcm.problem("management_ca_path", f"{shown} does not exist (expected {what}).")
+        elif path is not None:
+            try:
+                roots = pki.load_bundle(path.read_bytes()[: 1024 * 1024], "the file")
+                for root in roots:
+                    pki.check_ca(root, "the file")
+                management_ca = pki.bundle_pem(roots)
+            except (OSError, pki.CertificateError) as error:
+                lcm.problem("management_ca_path", f"{error} Expected {what}.")
+        identifiers = {}
+        for key, default in (("environment_id", "globalenvironment"), ("product_id", "vidm")):
+            text = lcm.text(key, f"a Lifecycle identifier, e.g. {default}", required=False)
+            if text is not None and not re.fullmatch(r"[A-Za-z0-9_.-]{1,128}", text):
+                lcm.problem(key, f"{lcm.show(text)} is not an identifier Lifecycle uses.")
+                text = None
+            identifiers[key] = text or default
+        timeout = 1800
+        if lcm.get("request_timeout_seconds") is not None:
+            timeout = _integer(
+                self.report,
+                lcm.at("request_timeout_seconds"),
+                lcm.get("request_timeout_seconds"),
+                "a whole number of seconds from 1 to 86400",
+                1,
+                86400,
+                lcm.hidden,
+                1800,
+            )
+        secrets = {
+            key: self.password_key(
+                lcm, key, default, what_, SSH_SECRET_VARIABLES[default], needed=True
+            )
+            for key, default, what_ in (
+                ("password_key", "lifecycleManagerPassword", "Aria Suite Lifecycle password"),
+                ("issuing_ca_key_key", "lifecycleIssuingCaKey", "issuing CA's private key"),
+            )
+        }
+        return LifecycleRoute(
+            address=address,
+            management_ca=management_ca,
+            issuing_ca=self.issuing_ca(lcm) or "",
+            port=lcm.port("port", 443),
+            username=lcm.text("username", "a Lifecycle user", required=False) or "admin@local",
+            environment_id=identifiers["environment_id"],
+            product_id=identifiers["product_id"],
+            request_timeout_seconds=timeout,
+            keys_in_config=tuple(name for name in secrets.values() if name in self.raw),
+            **secrets,
         )
 
     def certificate_method(self, obj: _Object) -> CertificateMethod:
@@ -727,16 +852,9 @@ class _Parser:
             return "none"
         expected = " | ".join(CERTIFICATE_METHODS)
         text = obj.text("certificate_method", expected)
-        if text in ("ssh", "configurator", "none"):
+        if text in CERTIFICATE_METHODS:
             return text  # type: ignore[return-value]
-        if text == "lifecycle_manager":
-            obj.problem(
-                "certificate_method",
-                "lifecycle_manager (Aria Suite Lifecycle) is designed but not built in this "
-                "version; choose ssh (the appliance's own install script, VMware's "
-                "documented automation), configurator (experimental) or none.",
-            )
-        elif text is not None:
+        if text is not None:
             obj.problem(
                 "certificate_method",
                 f"{obj.show(text)} is not a certificate method (expected {expected}).",

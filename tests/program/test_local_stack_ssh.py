@@ -58,7 +58,7 @@ def test_the_local_stack_uses_the_ssh_route_and_warns_about_host_key_trust_on_fi
     # The emulated nodes serve the right names, but from the appliance's own root CA: the
     # ssh route moves each of them to the local CA.
     assert all(
-        "not issued by the CA the ssh route issues from" in line
+        "not issued by the CA the route issues from" in line
         for line in preview.warnings
         if "gets a new certificate" in line
     )

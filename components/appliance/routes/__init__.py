@@ -21,6 +21,8 @@ Credential = Callable[[str, str], str | None]
 
 # What each write route is, for the preview warning of `certificate_method: none`.
 METHODS_THAT_WRITE = {
+    "lifecycle_manager": "lifecycle_manager (Aria Suite Lifecycle's public REST API replaces "
+    "the product certificate with one from your CA)",
     "ssh": "ssh (the appliance's own installExternalCertificate.hzn as root, VMware's "
     "documented automation; certificates from your CA)",
     "configurator": "configurator (experimental: its certificate requests are not publicly "
@@ -53,6 +55,10 @@ def open_route(
     as every stack declared before routes existed)."""
     route: Mapping[str, Any] = props.get("route") or {"method": "configurator"}
     method = route.get("method")
+    if method == "lifecycle_manager":
+        from components.appliance.routes.lifecycle import LifecycleRoute
+
+        return LifecycleRoute(route, credential, trusted_roots_pem)
     if method == "ssh":
         from components.appliance.routes.ssh import SshInstallRoute
 

@@ -17,7 +17,6 @@ and never kept; the CA's key is read from its secret config key and never leaves
 from __future__ import annotations
 
 import base64
-import datetime
 import hashlib
 import io
 import shlex
@@ -29,20 +28,20 @@ from typing import Any
 
 import paramiko
 from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec, rsa
-from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from components import pki
 from components.appliance.client import (
     ApplianceError,
     NodeAddress,
     ServedNode,
-    heartbeat_ok,
-    observe_node,
     request_timeout,
 )
 from components.appliance.routes import CertificateRoute, Credential
+from components.appliance.routes.issuing import (
+    issue_node_certificate,
+    load_issuing_ca,
+    wait_until_served,
+)
 from components.settings import SSH_SECRET_VARIABLES
 
 __all__ = ["INSTALL_SCRIPT", "SshInstallRoute", "host_key_fingerprint"]
@@ -104,38 +103,17 @@ class SshInstallRoute(CertificateRoute):
         return problems
 
     def _issuing_ca(self) -> tuple[x509.Certificate, Any]:
-        certificate = pki.load_certificate(str(self._route["issuing_ca_pem"]), "ssh.issuing_ca")
-        key_key = self._route["issuing_ca_key_key"]
-        try:
-            key = serialization.load_pem_private_key(
-                (self._secret("issuing_ca_key_key") or "").encode(), password=None
-            )
-        except (ValueError, TypeError):
-            # Not the parser's message: it could quote what it read.
-            raise ApplianceError(
-                f"the secret config key {key_key} (ssh.issuing_ca_key_key) does not hold an "
-                "unencrypted PEM private key; expected the private key of ssh.issuing_ca."
-            ) from None
-        if not isinstance(key, rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey) or (
-            key.public_key().public_bytes(
-                serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
-            )
-            != certificate.public_key().public_bytes(
-                serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
-            )
-        ):
-            raise ApplianceError(
-                f"the secret config key {key_key} (ssh.issuing_ca_key_key) holds a private key "
-                f"that is not the key of ssh.issuing_ca ({pki.sha256_fingerprint(certificate)}); "
-                "expected the RSA or EC key of that CA."
-            )
-        return certificate, key
+        return load_issuing_ca(
+            str(self._route["issuing_ca_pem"]),
+            self._secret("issuing_ca_key_key") or "",
+            f"ssh.issuing_ca_key_key ({self._route['issuing_ca_key_key']})",
+        )
 
     def install(
         self, node: NodeAddress, current: ServedNode, common_name: str, sans: Sequence[str]
     ) -> ServedNode:
         ca, ca_key = self._issuing_ca()
-        certificate, key_pem = _issue(ca, ca_key, common_name, sans)
+        certificate, key_pem = issue_node_certificate(ca, ca_key, common_name, sans)
         ca_pem = pki.bundle_pem([ca])
         with self._connected(node) as transport:
             # On the node, not here: mktemp -d makes a new directory only its user can read.
@@ -160,7 +138,13 @@ class SshInstallRoute(CertificateRoute):
                 self._run_as_root(transport, node, script)
             finally:
                 self._run(transport, node, f"rm -rf {shlex.quote(directory)}")
-        return self._wait_until_served(node, certificate, ca_pem)
+        return wait_until_served(
+            node,
+            certificate,
+            ca_pem,
+            float(self._route["restart_timeout_seconds"]),
+            "ssh.restart_timeout_seconds",
+        )
 
     # -- SSH -----------------------------------------------------------------------------
 
@@ -274,37 +258,6 @@ class SshInstallRoute(CertificateRoute):
             )
         return text
 
-    # -- after the install ---------------------------------------------------------------
-
-    def _wait_until_served(
-        self, node: NodeAddress, certificate: x509.Certificate, ca_pem: str
-    ) -> ServedNode:
-        """The script restarts the service: wait (bounded) for the new certificate on the
-        service port and a heartbeat answering "ok" through it."""
-        wanted = pki.sha256_fingerprint(certificate)
-        seconds = float(self._route["restart_timeout_seconds"])
-        deadline = time.monotonic() + seconds
-        pause, seen = 0.1, "nothing (the node did not answer)"
-        while True:
-            try:
-                after = observe_node(node)
-                seen = f"certificate {after.served_sha256}"
-                if after.served_sha256 == wanted and heartbeat_ok(node, ca_pem, wanted):
-                    return after
-                if after.served_sha256 == wanted:
-                    seen += ", but the heartbeat does not answer ok yet"
-            except ApplianceError:
-                pass
-            if time.monotonic() + pause > deadline:
-                raise ApplianceError(
-                    f"node {node.fqdn}: the certificate {wanted} was installed, but within "
-                    f"{seconds:g} s (ssh.restart_timeout_seconds) the node served {seen}. "
-                    "Stopped before the next node; check the node's service, then run "
-                    "`pulumi up` again."
-                )
-            time.sleep(pause)
-            pause = min(pause * 2, 2.0)
-
 
 def _shown(command: str) -> str:
     return command if len(command) < 160 else command[:157] + "..."
@@ -320,50 +273,3 @@ def _private_key(text: str) -> paramiko.PKey:
         "the SSH private key (ssh.private_key_key) is not an unencrypted Ed25519, ECDSA or RSA "
         "private key in OpenSSH or PEM form."
     )
-
-
-def _issue(
-    ca: x509.Certificate, ca_key: Any, common_name: str, sans: Sequence[str]
-) -> tuple[x509.Certificate, str]:
-    """A node certificate (CN = service FQDN, SANs as the seed asks) and its key's PEM."""
-    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    now = datetime.datetime.now(datetime.UTC)
-    not_after = min(now + datetime.timedelta(days=_NODE_CERTIFICATE_DAYS), ca.not_valid_after_utc)
-    builder = (
-        x509.CertificateBuilder()
-        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)]))
-        .issuer_name(ca.subject)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=5))
-        .not_valid_after(not_after)
-        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-        .add_extension(
-            x509.KeyUsage(
-                digital_signature=True,
-                content_commitment=False,
-                key_encipherment=True,
-                data_encipherment=False,
-                key_agreement=False,
-                key_cert_sign=False,
-                crl_sign=False,
-                encipher_only=False,
-                decipher_only=False,
-            ),
-            critical=True,
-        )
-        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
-        .add_extension(
-            x509.SubjectAlternativeName([x509.DNSName(name) for name in sans]), critical=False
-        )
-        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), False)
-        .add_extension(
-            x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), False
-        )
-    )
-    certificate = builder.sign(ca_key, hashes.SHA256())
-    # PKCS#8: what OpenSSL writes by default; the docs name PKCS#1 as accepted only from 20.10.
-    key_pem = key.private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-    ).decode()
-    return certificate, key_pem
