@@ -129,7 +129,8 @@ def main() -> int:
 def print_route_counts() -> None:
     """Per certificate route: a first up where every node needs a certificate, then an up
     with nothing to do. Writes: configurator generate POSTs / install-script runs; logins:
-    configurator logins (the planning probe included) / SSH logins."""
+    configurator logins (the planning probe included) / SSH logins / Lifecycle requests."""
+    from tests.program.lifecycle_world import lifecycle_world
     from tests.program.ssh_world import ssh_world
 
     with tempfile.TemporaryDirectory() as directory, scenarios.world(Path(directory)) as world:
@@ -138,6 +139,13 @@ def print_route_counts() -> None:
             step = world.run(label, world.stack.up)
             assert step.result.error is None, step.result.error
             print(f"scenario {label}: writes {step.writes}, logins {step.logins}")
+    with tempfile.TemporaryDirectory() as directory, lifecycle_world(Path(directory)) as lcm:
+        for label in ("first-up-lifecycle_manager", "settle", "no-change-lifecycle_manager"):
+            result = lcm.up()
+            assert result.error is None, result.error
+            if label != "settle":  # the second up only drops the old root CA
+                # Logins: requests carrying credentials (basic auth has no session).
+                print(f"scenario {label}: writes {lcm.lcm.writes()}, logins {lcm.lcm.logins()}")
     with tempfile.TemporaryDirectory() as directory, ssh_world(Path(directory)) as ssh:
         for label in ("first-up-ssh", "settle-ssh", "no-change-ssh"):
             result = ssh.up()

@@ -30,11 +30,14 @@ def environment(request, tmp_path, monkeypatch, lb_ca_pem):
         config["clusters"][0]["root_ca_sha256"] = emulator.root_ca_sha256
         config["clusters"][0]["load_balancer_root_ca"] = lb_ca_pem
         if "ssh" in config["clusters"][0]:
-            # The ssh route's CA file, as the operator puts it next to the stack.
+            # The ssh route's CA file, as the operator puts it next to the stack. These tests
+            # are about the load balancer side: node certificates stay as they are here (the
+            # routes have their own lifecycle tests: test_ssh_route, test_lifecycle_route).
             (tmp_path / "certs").mkdir(exist_ok=True)
             (tmp_path / "certs" / "ws1-issuing-ca.pem").write_text(
                 CertificateAuthority.create().pem
             )
+            config["clusters"][0]["manage_certificate"] = False
         monkeypatch.setenv("WS1_ACCESS_ADMIN_PASSWORD", PASSWORD)
         config["bigipPassword"] = BIGIP_PASSWORD
         stack = Stack(

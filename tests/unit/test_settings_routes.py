@@ -68,14 +68,15 @@ def test_an_ssh_route_reads_with_its_defaults() -> None:
     assert cluster.nodes[0].ssh_host_key == HOST_KEY
 
 
-def test_lifecycle_manager_is_refused_as_not_built_and_unknown_methods_name_the_choices() -> None:
+def test_lifecycle_manager_needs_its_object_and_unknown_methods_name_the_choices() -> None:
     [line] = problems(
         raw(
             certificate_method="lifecycle_manager", ssh=None, nodes=[{"fqdn": "ws1-a.corp.example"}]
         )
     )
-    assert line.startswith(f"{P}.certificate_method: lifecycle_manager (Aria Suite Lifecycle)")
-    assert "not built in this version" in line
+    assert line.startswith(
+        f"{P}.lifecycle_manager: is required with certificate_method: lifecycle_manager"
+    )
     [line] = problems(
         raw(certificate_method="scp", ssh=None, nodes=[{"fqdn": "ws1-a.corp.example"}])
     )
@@ -124,3 +125,37 @@ def test_a_password_typed_in_plain_text_is_refused() -> None:
         "sshPassword: holds the SSH password in plain text" in line
         for line in caught.value.problems
     ), caught.value.problems
+
+
+def test_a_lifecycle_route_reads_with_its_defaults_and_names_missing_files(tmp_path: Path) -> None:
+    config = raw(
+        certificate_method="lifecycle_manager",
+        ssh=None,
+        nodes=[{"fqdn": "ws1-a.corp.example"}],
+        lifecycle_manager={
+            "address": "lcm.corp.example",
+            "management_ca_path": "certs/lcm-ca.pem",
+            "issuing_ca": CA,
+        },
+    )
+    config["lifecycleManagerPassword"] = "(set)"
+    secrets = frozenset({f"{PROJECT}:lifecycleManagerPassword"})
+    with pytest.raises(SettingsError) as caught:
+        parse_settings(config, secrets, project_dir=tmp_path)
+    assert caught.value.problems == (
+        f"{P}.lifecycle_manager.management_ca_path: '{tmp_path / 'certs/lcm-ca.pem'}' does not "
+        "exist (expected the PEM file of the CA that signs Aria Suite Lifecycle's HTTPS "
+        "certificate).",
+    )
+    (tmp_path / "certs").mkdir()
+    (tmp_path / "certs" / "lcm-ca.pem").write_text(CA)
+    cluster = parse_settings(config, secrets, project_dir=tmp_path).clusters[0]
+    route = cluster.lifecycle_manager
+    assert route is not None and cluster.issuing_ca == route.issuing_ca
+    assert (route.username, route.environment_id, route.product_id) == (
+        "admin@local",
+        "globalenvironment",
+        "vidm",
+    )
+    assert route.secret_keys == ("lifecycleManagerPassword", "lifecycleIssuingCaKey")
+    assert route.keys_in_config == ("lifecycleManagerPassword",)

@@ -194,6 +194,12 @@ class _Lifecycle:
                 timeout=request_timeout(),
                 allow_redirects=False,
             )
+        except requests.exceptions.SSLError:
+            reason = (
+                "its HTTPS certificate did not verify against lifecycle_manager."
+                "management_ca_path for that address (SSLError), so nothing was sent"
+            )
+            answer = None
         except requests.RequestException as problem:
             reason = type(problem).__name__
             answer = None
