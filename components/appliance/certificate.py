@@ -1,14 +1,15 @@
 """Dynamic resource: the server certificate every node of a cluster serves (CN and SANs).
 
-The program observes which nodes serve a certificate without the required names and passes that
-list as an input, so preview shows which nodes will get a new certificate. `update` gives those
-nodes only a new certificate through the cluster's route (components/appliance/routes: ssh, or
-the experimental configurator), one node at a time in the stack's node order, and verifies what
-each node serves afterwards against the root CAs this run planned for the load balancers, for
-the name they check. A node whose new certificate they would not accept (above all: the
-appliance made a new root CA) stops the run before the next node is touched, so at most one node
-is ever off trust, and the error names it. A node that already serves the right names is never
-touched, and an `up` with nothing to fix makes no configurator login.
+The program observes which nodes serve a certificate without the required names (or, for a
+route that issues from the operator's CA, one that CA did not issue) and passes that list as an
+input, so preview shows which nodes will get a new certificate. `update` gives those nodes only
+a new certificate through the cluster's route (components/appliance/routes: lifecycle_manager,
+ssh, or the experimental configurator), one node at a time in the stack's node order, and
+verifies what each node serves afterwards against the root CAs this run planned for the load
+balancers, for the name they check. A node whose new certificate they would not accept (above
+all: a new root CA) stops the run before the next node is touched, so at most one node is ever
+off trust, and the error names it. A node that needs nothing is never touched, and an `up` with
+nothing to fix calls no route at all.
 """
 
 from __future__ import annotations

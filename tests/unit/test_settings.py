@@ -455,7 +455,7 @@ def test_unknown_cluster_key_suggests_the_closest_one() -> None:
         f"{P}clusters[0].colour: unknown key (expected one of: name, previous_name, "
         "service_fqdn, ssl_termination, nodes, root_ca_sha256, trust_on_first_use, extra_sans, "
         "manage_certificate, admin_password_key, load_balancer_root_ca, incoming_root_ca, "
-        "certificate_method, ssh).",
+        "certificate_method, ssh, lifecycle_manager).",
     ]
 
 
