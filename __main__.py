@@ -3,7 +3,12 @@
 import pulumi
 
 from components.access_trust import AccessTrust, observe_and_approve
-from components.preflight import check_credentials, check_load_balancers, warn_about_environment
+from components.preflight import (
+    check_credentials,
+    check_load_balancers,
+    probe_configurators,
+    warn_about_environment,
+)
 from components.settings import SettingsError, load_settings
 
 try:
@@ -17,6 +22,7 @@ check_load_balancers(settings)
 warn_about_environment()
 approved = observe_and_approve(settings.clusters)
 check_credentials(settings, approved)
+probe_configurators(settings, approved)
 
 for cluster in settings.clusters:
     trust = AccessTrust(

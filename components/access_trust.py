@@ -29,11 +29,18 @@ from components.appliance.observation import (
     observe_nodes,
 )
 from components.appliance.root_ca import ApplianceRootCA
+from components.appliance.routes import METHODS_THAT_WRITE
 from components.naming import Names
 from components.settings import PROJECT, Cluster
 from components.trust_stores import ClusterTrust, TrustStoreOutputs, declare_trust_store
 
-__all__ = ["AccessTrust", "ApprovedCluster", "observe_and_approve", "required_names"]
+__all__ = [
+    "AccessTrust",
+    "ApprovedCluster",
+    "nodes_to_fix",
+    "observe_and_approve",
+    "required_names",
+]
 
 
 def required_names(cluster: Cluster) -> tuple[str, ...]:
@@ -58,6 +65,8 @@ class ApprovedCluster:
 
     observation: ClusterObservation
     trusted_root_cas: tuple[x509.Certificate, ...]
+    # The root CA trusted ahead of the nodes moving to it (see incoming_root_ca_pem).
+    incoming_root_ca_pem: str | None = None
 
 
 def observe_and_approve(
@@ -95,15 +104,87 @@ def _approve(
     if cluster.load_balancer_root_ca is not None:
         source = f"config key {config_key}.load_balancer_root_ca"
         pki.check_ca(pki.load_certificate(cluster.load_balancer_root_ca, source), source, now)
-    incoming = None
-    if cluster.incoming_root_ca is not None:
-        source = f"config key {config_key}.incoming_root_ca"
-        incoming = pki.load_certificate(cluster.incoming_root_ca, source)
     observation = cluster_observation(cluster.name, node_addresses(cluster), results, now)
+    incoming = None
+    incoming_pem = incoming_root_ca_pem(cluster, observation)
+    key = "incoming_root_ca" if cluster.incoming_root_ca else _issuing_ca_key(cluster)
+    if incoming_pem is not None:
+        incoming = pki.load_certificate(incoming_pem, f"config key {config_key}.{key}")
     trusted = decide_trust(
-        observation, cluster.root_ca_sha256, cluster.trust_on_first_use, incoming, now
+        observation, cluster.root_ca_sha256, cluster.trust_on_first_use, incoming, now, key
     )
-    return ApprovedCluster(observation, trusted)
+    return ApprovedCluster(observation, trusted, incoming_pem)
+
+
+def _issuing_ca_key(cluster: Cluster) -> str:
+    return f"{cluster.certificate_method}.issuing_ca"
+
+
+def incoming_root_ca_pem(cluster: Cluster, observation: ClusterObservation) -> str | None:
+    """The root CA the nodes are about to move to, trusted ahead of time: the stack's
+    incoming_root_ca, else, while some node needs a new certificate, the operator's CA that
+    the route issues from (no node needing one: nothing will move, nothing to trust)."""
+    if cluster.incoming_root_ca is not None:
+        return cluster.incoming_root_ca
+    issuing_ca = cluster.issuing_ca
+    if not (cluster.writes_certificates and issuing_ca):
+        return None
+    if not nodes_to_fix(cluster, observation):
+        return None
+    # A CA some node already publishes is trusted as observed; announcing it again would only
+    # flip this input between runs.
+    issuing = pki.sha256_fingerprint(pki.load_certificate(issuing_ca, _issuing_ca_key(cluster)))
+    return None if issuing in observation.root_ca_sha256s else issuing_ca
+
+
+def nodes_to_fix(cluster: Cluster, observation: ClusterObservation) -> list[str]:
+    """The nodes that need a new certificate: wrong names or validity, or, with a route
+    that issues from the operator's CA (ssh, lifecycle_manager), one that CA did not issue."""
+    issuer = None
+    if cluster.writes_certificates and cluster.issuing_ca:
+        issuer = pki.load_certificate(cluster.issuing_ca, _issuing_ca_key(cluster))
+    return observation.nodes_needing_certificate(
+        cluster.service_fqdn, required_names(cluster), issuer
+    )
+
+
+def route_input(cluster: Cluster) -> dict[str, Any] | None:
+    """The route's resource input: key NAMES and public facts, never a secret (None for the
+    configurator, whose input is admin_password_key, as before routes existed)."""
+    lifecycle = cluster.lifecycle_manager
+    if cluster.certificate_method == "lifecycle_manager" and lifecycle is not None:
+        return {
+            "method": "lifecycle_manager",
+            "address": lifecycle.address,
+            "port": lifecycle.port,
+            "username": lifecycle.username,
+            "password_key": lifecycle.password_key,
+            "management_ca_pem": lifecycle.management_ca,
+            "environment_id": lifecycle.environment_id,
+            "product_id": lifecycle.product_id,
+            "issuing_ca_pem": lifecycle.issuing_ca,
+            "issuing_ca_key_key": lifecycle.issuing_ca_key_key,
+            "request_timeout_seconds": lifecycle.request_timeout_seconds,
+        }
+    ssh = cluster.ssh
+    if cluster.certificate_method != "ssh" or ssh is None:
+        return None
+    return {
+        "method": "ssh",
+        "user": ssh.user,
+        "authentication": ssh.authentication,
+        "become": ssh.become,
+        "password_key": ssh.password_key,
+        "private_key_key": ssh.private_key_key,
+        "root_password_key": ssh.root_password_key,
+        "issuing_ca_pem": ssh.issuing_ca,
+        "issuing_ca_key_key": ssh.issuing_ca_key_key,
+        "restart_timeout_seconds": ssh.restart_timeout_seconds,
+        "endpoints": {
+            node.fqdn: {"port": node.ssh_port or ssh.port, "host_key": node.ssh_host_key}
+            for node in cluster.nodes
+        },
+    }
 
 
 def _after_trust_stores(stores: Iterable[TrustStoreOutputs]) -> list[pulumi.Resource]:
@@ -138,7 +219,7 @@ class AccessTrust(pulumi.ComponentResource):
             nodes=nodes,
             pins=list(cluster.root_ca_sha256),
             trust_on_first_use=cluster.trust_on_first_use,
-            incoming_root_ca_pem=cluster.incoming_root_ca,
+            incoming_root_ca_pem=approved.incoming_root_ca_pem,
             trusted_root_cas=approved.trusted_root_cas,
             opts=names.options("root-ca", child),
         )
@@ -152,7 +233,7 @@ class AccessTrust(pulumi.ComponentResource):
         )
         self.trust_stores = {lb.name: declare_trust_store(lb, trust, self) for lb in load_balancers}
 
-        if cluster.manage_certificate:
+        if cluster.writes_certificates:
             required = required_names(cluster)
             self.certificate: ApplianceCertificate | None = ApplianceCertificate(
                 names("certificate"),
@@ -163,6 +244,8 @@ class AccessTrust(pulumi.ComponentResource):
                 admin_password_key=cluster.admin_password_key,
                 trusted_root_ca_bundle_pem=self.root_ca.root_ca_bundle_pem,
                 observation=observation,
+                nodes_needing_certificate=nodes_to_fix(cluster, observation),
+                route=route_input(cluster),
                 # Every trust store first: a node may only move to a root CA once every
                 # load balancer trusts it (README, "Rotating the appliance certificate").
                 opts=names.options(
@@ -176,7 +259,7 @@ class AccessTrust(pulumi.ComponentResource):
         else:
             self.certificate = None
 
-        if cluster.load_balancer_root_ca:
+        if cluster.load_balancer_root_ca and cluster.certificate_method == "configurator":
             # After the certificate: never two configurator sessions on a node at once.
             after_certificate = pulumi.ResourceOptions(
                 parent=self, depends_on=[self.certificate] if self.certificate else []
@@ -214,8 +297,9 @@ class AccessTrust(pulumi.ComponentResource):
         for root_ca in approved.trusted_root_cas:
             self._warn_expiry(cluster.name, "root CA", root_ca, warning_days, now)
         required = required_names(cluster)
-        to_fix = set(observation.nodes_needing_certificate(cluster.service_fqdn, required))
-        if cluster.manage_certificate:
+        to_fix = set(nodes_to_fix(cluster, observation))
+        self._warn_about_route(cluster, [n.fqdn for n in observation.nodes if n.fqdn in to_fix])
+        if cluster.writes_certificates:
             # The Python dynamic host returns no detailed diff, so `preview --diff` shows the
             # certificate's update without property lines: say here what will change.
             for node in observation.nodes:
@@ -226,7 +310,7 @@ class AccessTrust(pulumi.ComponentResource):
                         f"the new one: CN {cluster.service_fqdn}, SANs {', '.join(required)}.",
                         resource=self,
                     )
-        else:
+        elif not cluster.manage_certificate:
             for fqdn in (node.fqdn for node in observation.nodes if node.fqdn in to_fix):
                 pulumi.log.warn(
                     f"cluster {cluster.name}: node {fqdn} serves a certificate without the "
@@ -242,6 +326,53 @@ class AccessTrust(pulumi.ComponentResource):
                 warning_days,
                 now,
             )
+
+    def _warn_about_route(self, cluster: Cluster, to_fix: list[str]) -> None:
+        """Say what the chosen route will not do: `none` never writes, and the load balancer
+        root CA has an evidenced route for no method but the (experimental) configurator."""
+        if cluster.manage_certificate and cluster.certificate_method == "none" and to_fix:
+            pulumi.log.warn(
+                f"cluster {cluster.name}: node(s) {', '.join(to_fix)} need a new certificate "
+                f"(CN {cluster.service_fqdn}, SANs {', '.join(required_names(cluster))}), but "
+                "certificate_method is none (the default), so nothing is written to any node. "
+                "Methods that can fix it: "
+                + "; ".join(METHODS_THAT_WRITE.values())
+                + ". Or replace it by hand (README, 'Certificate routes').",
+                resource=self,
+            )
+        if cluster.writes_certificates and cluster.certificate_method == "configurator" and to_fix:
+            pulumi.log.warn(
+                f"cluster {cluster.name}: certificate_method configurator is EXPERIMENTAL: its "
+                "certificate requests are not publicly documented (README, 'Certificate "
+                "routes'); a read-only probe checked every node it will write to.",
+                resource=self,
+            )
+        if cluster.load_balancer_root_ca and cluster.certificate_method != "configurator":
+            pulumi.log.warn(
+                f"cluster {cluster.name}: load_balancer_root_ca is declared, but no public "
+                f"source shows how to install it with certificate_method "
+                f"{cluster.certificate_method}"
+                + (
+                    " (Aria Suite Lifecycle takes the load balancer chain only when it builds a "
+                    "cluster)"
+                    if cluster.certificate_method == "lifecycle_manager"
+                    else ""
+                )
+                + ", so this program does not guess: install it on every node by hand "
+                "(configurator page Install SSL Certificates > Terminate SSL on a Load "
+                "Balancer), or with certificate_method configurator (experimental).",
+                resource=self,
+            )
+        if cluster.writes_certificates and cluster.ssh and cluster.ssh.trust_host_key_on_first_use:
+            unpinned = [node.fqdn for node in cluster.nodes if not node.ssh_host_key]
+            if unpinned:
+                pulumi.log.warn(
+                    f"cluster {cluster.name}: SSH HOST KEY TRUST ON FIRST USE for node(s) "
+                    f"{', '.join(unpinned)}: the ssh route will send credentials to whatever "
+                    "host key they present. Pin each with nodes[].ssh_host_key "
+                    "(`ssh-keyscan <node> | ssh-keygen -lf -`).",
+                    resource=self,
+                )
 
     def _warn_expiry(
         self, cluster: str, what: str, certificate: Any, warning_days: int, now: datetime | None
@@ -289,4 +420,4 @@ def _what_is_wrong(node: ServedNode, service_fqdn: str, required: Sequence[str])
         pki.check_server_names(node.served_certificate, service_fqdn, required, node.fqdn)
     except pki.CertificateError as problem:
         return f"{found}, and {problem}"
-    return found
+    return f"{found}, not issued by the CA the route issues from (issuing_ca)"

@@ -4,7 +4,8 @@ An exception raised after the first registration does not take that registration
 SDK waits for outstanding ones; reference/pulumi.md), so every refusal happens here. A
 credential that applying the plan will need is looked for while planning, so that a missing
 one stops `pulumi preview` with one sentence instead of failing half-way through
-`pulumi up`. Values are never read here, only whether they are there.
+`pulumi up`. Values are never read here, only whether they are there; the one exception is
+`probe_configurators`, the read-only look the experimental configurator route takes first.
 """
 
 from __future__ import annotations
@@ -14,14 +15,16 @@ from collections.abc import Mapping
 
 import pulumi
 
-from components.access_trust import ApprovedCluster, required_names
+from components import pki
+from components.access_trust import ApprovedCluster, node_addresses, nodes_to_fix
 from components.appliance.client import (
     ADMIN_PASSWORD_VARIABLE,
     ApplianceError,
     configurator_paths,
     key_log_refusal,
 )
-from components.settings import F5LoadBalancer, Settings
+from components.appliance.routes.configurator import probe_configurator
+from components.settings import PROJECT, SSH_SECRET_VARIABLES, Cluster, F5LoadBalancer, Settings
 from components.trust_stores import check_trust_store
 from components.trust_stores.bigip_rest import BIGIP_PASSWORD_VARIABLE
 
@@ -29,6 +32,7 @@ __all__ = [
     "BIGIP_PASSWORD_VARIABLE",
     "check_credentials",
     "check_load_balancers",
+    "probe_configurators",
     "warn_about_environment",
 ]
 
@@ -39,13 +43,24 @@ def check_credentials(settings: Settings, approved: Mapping[str, ApprovedCluster
     logs_in = []
     for cluster in settings.clusters:
         reasons = []
-        if cluster.manage_certificate:
-            nodes = approved[cluster.name].observation.nodes_needing_certificate(
-                cluster.service_fqdn, required_names(cluster)
-            )
-            if nodes:
-                reasons.append(f"node(s) {', '.join(nodes)} need a new certificate")
-        if cluster.load_balancer_root_ca:
+        nodes = _nodes_to_fix(cluster, approved[cluster.name])
+        if nodes and cluster.certificate_method == "configurator":
+            reasons.append(f"node(s) {', '.join(nodes)} need a new certificate")
+        route = cluster.ssh if cluster.certificate_method == "ssh" else cluster.lifecycle_manager
+        if nodes and route is not None:
+            for key in route.secret_keys:
+                variable = SSH_SECRET_VARIABLES.get(key)
+                if key in route.keys_in_config or (variable and os.environ.get(variable)):
+                    continue
+                fallback = f" nor the environment variable {variable}" if variable else ""
+                problems.append(
+                    f"cluster {cluster.name}: node(s) {', '.join(nodes)} need a new certificate "
+                    f"through the {cluster.certificate_method} route, which needs the secret "
+                    f"config key {key}, but "
+                    f"neither that key{fallback} is set; set it with `pulumi config set "
+                    f"--secret {key}`."
+                )
+        if cluster.load_balancer_root_ca and cluster.certificate_method == "configurator":
             reasons.append("the load balancer root CA is managed on the appliance")
         if reasons:
             logs_in.append(cluster.name)
@@ -136,3 +151,40 @@ def warn_about_environment() -> None:
             "password) is refused unless WS1_ACCESS_ALLOW_SSLKEYLOGFILE=true. Unset it unless "
             "you are debugging TLS."
         )
+
+
+def _nodes_to_fix(cluster: Cluster, approved: ApprovedCluster) -> list[str]:
+    if not cluster.writes_certificates:
+        return []
+    return nodes_to_fix(cluster, approved.observation)
+
+
+def probe_configurators(settings: Settings, approved: Mapping[str, ApprovedCluster]) -> None:
+    """certificate_method configurator is experimental: before a plan that writes through it,
+    each node that would be written to is probed read-only (probe_configurator), and the run
+    stops while planning when one does not answer as the path table expects."""
+    problems = []
+    config = pulumi.Config(PROJECT)
+    for cluster in settings.clusters:
+        if cluster.certificate_method != "configurator":
+            continue
+        to_fix = set(_nodes_to_fix(cluster, approved[cluster.name]))
+        if not to_fix:
+            continue
+        password = config.get(cluster.admin_password_key) or os.environ.get(
+            ADMIN_PASSWORD_VARIABLE, ""
+        )
+        observation = approved[cluster.name].observation
+        trusted = "".join(
+            pki.bundle_pem([root]) for root in approved[cluster.name].trusted_root_cas
+        )
+        addresses = {node.fqdn: node for node in node_addresses(cluster)}
+        for served in observation.nodes:
+            if served.fqdn not in to_fix:
+                continue
+            try:
+                probe_configurator(addresses[served.fqdn], served, trusted, password)
+            except ApplianceError as problem:
+                problems.append(f"cluster {cluster.name}: {problem}")
+    if problems:
+        raise pulumi.RunError("\n".join(problems))

@@ -19,6 +19,8 @@ from components import pki
 
 __all__ = [
     "ADMIN_PASSWORD_ENVIRONMENT_VARIABLE",
+    "CERTIFICATE_METHODS",
+    "SSH_SECRET_VARIABLES",
     "PROJECT",
     "Cluster",
     "F5LoadBalancer",
@@ -27,6 +29,8 @@ __all__ = [
     "PemFileLoadBalancer",
     "Settings",
     "SettingsError",
+    "LifecycleRoute",
+    "SshRoute",
     "SslTermination",
     "VirtualServer",
     "load_settings",
@@ -39,6 +43,20 @@ ADMIN_PASSWORD_ENVIRONMENT_VARIABLE = "WS1_ACCESS_ADMIN_PASSWORD"  # noqa: S105
 _BIGIP_PASSWORD_ENVIRONMENT_VARIABLE = "BIGIP_PASSWORD"  # noqa: S105
 
 SslTermination: TypeAlias = Literal["load_balancer", "passthrough"]
+# How a node gets its certificate (README, "Certificate routes").
+CertificateMethod: TypeAlias = Literal["lifecycle_manager", "ssh", "configurator", "none"]
+CERTIFICATE_METHODS = ("lifecycle_manager", "ssh", "configurator", "none")
+Become: TypeAlias = Literal["root", "su", "sudo"]
+# The environment variables the ssh route falls back to when its default secret keys are
+# not set (names of places secrets are kept, not secrets).
+SSH_SECRET_VARIABLES = {
+    "sshPassword": "WS1_ACCESS_SSH_PASSWORD",  # noqa: S105
+    "sshPrivateKey": "WS1_ACCESS_SSH_PRIVATE_KEY",
+    "sshRootPassword": "WS1_ACCESS_SSH_ROOT_PASSWORD",  # noqa: S105
+    "sshIssuingCaKey": "WS1_ACCESS_SSH_ISSUING_CA_KEY",
+    "lifecycleManagerPassword": "WS1_ACCESS_LIFECYCLE_PASSWORD",  # noqa: S105
+    "lifecycleIssuingCaKey": "WS1_ACCESS_LIFECYCLE_ISSUING_CA_KEY",
+}
 
 _CONFIGURATOR_PORT = 8443
 _DEFAULT_ADMIN_PASSWORD_KEY = "applianceAdminPassword"  # noqa: S105
@@ -57,8 +75,39 @@ _CLUSTER_KEYS = (
     "admin_password_key",
     "load_balancer_root_ca",
     "incoming_root_ca",
+    "certificate_method",
+    "ssh",
+    "lifecycle_manager",
 )
-_NODE_KEYS = ("fqdn", "address", "service_port", "configurator_port")
+_NODE_KEYS = ("fqdn", "address", "service_port", "configurator_port", "ssh_port", "ssh_host_key")
+_SSH_KEYS = (
+    "user",
+    "port",
+    "authentication",
+    "password_key",
+    "private_key_key",
+    "become",
+    "root_password_key",
+    "trust_host_key_on_first_use",
+    "issuing_ca",
+    "issuing_ca_path",
+    "issuing_ca_key_key",
+    "restart_timeout_seconds",
+)
+_LIFECYCLE_KEYS = (
+    "address",
+    "port",
+    "username",
+    "password_key",
+    "management_ca_path",
+    "environment_id",
+    "product_id",
+    "issuing_ca",
+    "issuing_ca_path",
+    "issuing_ca_key_key",
+    "request_timeout_seconds",
+)
+_SSH_HOST_KEY = re.compile(r"SHA256:[A-Za-z0-9+/]{43}")
 _COMMON_LB_KEYS = ("name", "previous_name", "kind", "cluster")
 _PEM_FILE_KEYS = (*_COMMON_LB_KEYS, "path", "adopt_existing_file")
 _F5_KEYS = (
@@ -95,6 +144,68 @@ class Node:
     address: str
     service_port: int = 443
     configurator_port: int = _CONFIGURATOR_PORT
+    # The ssh route only: where its SSH server listens (None: SshRoute.port), and its host
+    # key's SHA-256 fingerprint as `ssh-keygen -l` prints it ("SHA256:...").
+    ssh_port: int | None = None
+    ssh_host_key: str | None = None
+
+
+@dataclass(frozen=True)
+class SshRoute:
+    """certificate_method: ssh. The node runs its own installExternalCertificate.hzn as root.
+
+    Every secret is named by its config key, never held here: the provider reads it at call
+    time (components/dynamic.py). The issuing CA is the operator's own: its certificate is
+    declared here (the load balancers trust it ahead of the move), its key is a secret.
+    """
+
+    user: str
+    issuing_ca: str = field(repr=False)
+    authentication: Literal["password", "private_key"] = "password"
+    port: int = 22
+    password_key: str = "sshPassword"  # noqa: S105 (a key's name)
+    private_key_key: str = "sshPrivateKey"
+    become: Become = "su"
+    root_password_key: str = "sshRootPassword"  # noqa: S105 (a key's name)
+    trust_host_key_on_first_use: bool = False
+    issuing_ca_key_key: str = "sshIssuingCaKey"
+    restart_timeout_seconds: int = 600
+    # The secret keys the stack sets (the others fall back to SSH_SECRET_VARIABLES).
+    keys_in_config: tuple[str, ...] = ()
+
+    @property
+    def secret_keys(self) -> tuple[str, ...]:
+        """The config keys this route reads secrets from, in the order they are needed."""
+        keys = [self.password_key if self.authentication == "password" else self.private_key_key]
+        if self.become == "su":
+            keys.append(self.root_password_key)
+        keys.append(self.issuing_ca_key_key)
+        return tuple(keys)
+
+
+@dataclass(frozen=True)
+class LifecycleRoute:
+    """certificate_method: lifecycle_manager. Aria Suite Lifecycle replaces the product
+    certificate of the whole cluster with one from the operator's CA, imported into its locker.
+    The management CA (the one that signs Lifecycle's own HTTPS certificate) is read here;
+    the password and the issuing CA's key are named by their secret config keys only."""
+
+    address: str
+    management_ca: str = field(repr=False)
+    issuing_ca: str = field(repr=False)
+    port: int = 443
+    username: str = "admin@local"
+    password_key: str = "lifecycleManagerPassword"  # noqa: S105 (a key's name)
+    # How VMware's PowerValidatedSolutions module names Workspace ONE Access in Lifecycle.
+    environment_id: str = "globalenvironment"
+    product_id: str = "vidm"
+    issuing_ca_key_key: str = "lifecycleIssuingCaKey"
+    request_timeout_seconds: int = 1800
+    keys_in_config: tuple[str, ...] = ()
+
+    @property
+    def secret_keys(self) -> tuple[str, ...]:
+        return (self.password_key, self.issuing_ca_key_key)
 
 
 @dataclass(frozen=True)
@@ -117,6 +228,21 @@ class Cluster:
     incoming_root_ca: str | None = field(default=None, repr=False)
     # The name this entry had before a rename: its resources keep their identity (aliases).
     previous_name: str | None = None
+    # How nodes get their certificate; "none" (the default) never writes (README table).
+    certificate_method: CertificateMethod = "none"
+    ssh: SshRoute | None = None
+    lifecycle_manager: LifecycleRoute | None = None
+
+    @property
+    def issuing_ca(self) -> str | None:
+        """The operator's CA the write route issues node certificates from, if it has one."""
+        route = self.ssh if self.certificate_method == "ssh" else self.lifecycle_manager
+        return route.issuing_ca if route is not None and route.issuing_ca else None
+
+    @property
+    def writes_certificates(self) -> bool:
+        """True when this program puts certificates on the nodes (a write route is chosen)."""
+        return self.manage_certificate and self.certificate_method != "none"
 
     @property
     def passthrough(self) -> bool:
@@ -130,7 +256,9 @@ class Cluster:
     @property
     def needs_admin_password(self) -> bool:
         """True when something has to log in to the appliance configurator."""
-        return self.manage_certificate or self.load_balancer_root_ca is not None
+        return self.certificate_method == "configurator" and (
+            self.manage_certificate or self.load_balancer_root_ca is not None
+        )
 
 
 @dataclass(frozen=True)
@@ -608,6 +736,7 @@ class _Parser:
             )
         extra_sans = self.extra_sans(obj)
         manage_certificate = obj.boolean("manage_certificate", True)
+        method = self.certificate_method(obj)
         root_ca = self.load_balancer_root_ca(obj, termination)
         incoming_root_ca = self.certificate_pem(
             obj, "incoming_root_ca", "the root CA the nodes will move to"
@@ -619,8 +748,10 @@ class _Parser:
             "appliance admin password",
             ADMIN_PASSWORD_ENVIRONMENT_VARIABLE,
             # Same rule as Cluster.needs_admin_password: only a configurator login needs it.
-            needed=manage_certificate or root_ca is not None,
+            needed=method == "configurator" and (manage_certificate or root_ca is not None),
         )
+        ssh = self.ssh_route(obj, method, nodes)
+        lifecycle = self.lifecycle_route(obj, method)
         return Cluster(
             name=name,
             service_fqdn=service_fqdn,
@@ -634,7 +765,238 @@ class _Parser:
             admin_password_in_config=admin_key in self.raw,
             load_balancer_root_ca=root_ca,
             incoming_root_ca=incoming_root_ca,
+            certificate_method=method,
+            ssh=ssh,
+            lifecycle_manager=lifecycle,
         )
+
+    def lifecycle_route(self, obj: _Object, method: CertificateMethod) -> LifecycleRoute | None:
+        value = obj.get("lifecycle_manager")
+        if method != "lifecycle_manager":
+            if value is not None:
+                obj.problem(
+                    "lifecycle_manager", "applies only with certificate_method: lifecycle_manager."
+                )
+            return None
+        if not isinstance(value, Mapping):
+            obj.problem(
+                "lifecycle_manager",
+                "is required with certificate_method: lifecycle_manager; expected an object "
+                "with address, management_ca_path and issuing_ca (README, 'Certificate routes').",
+            )
+            return None
+        lcm = obj.child(obj.at("lifecycle_manager"), value)
+        lcm.check_keys(_LIFECYCLE_KEYS)
+        address = self.address(
+            lcm, "address", "the host name of Aria Suite Lifecycle", required=True
+        )
+        what = "the PEM file of the CA that signs Aria Suite Lifecycle's HTTPS certificate"
+        management_ca = ""
+        path = self.file_path(lcm, "management_ca_path", what)
+        if path is not None and not path.is_file():
+            shown = "the given value" if lcm.hidden else repr(str(path))
+            lcm.problem("management_ca_path", f"{shown} does not exist (expected {what}).")
+        elif path is not None:
+            try:
+                roots = pki.load_bundle(path.read_bytes()[: 1024 * 1024], "the file")
+                for root in roots:
+                    pki.check_ca(root, "the file")
+                management_ca = pki.bundle_pem(roots)
+            except (OSError, pki.CertificateError) as error:
+                lcm.problem("management_ca_path", f"{error} Expected {what}.")
+        identifiers = {}
+        for key, default in (("environment_id", "globalenvironment"), ("product_id", "vidm")):
+            text = lcm.text(key, f"a Lifecycle identifier, e.g. {default}", required=False)
+            if text is not None and not re.fullmatch(r"[A-Za-z0-9_.-]{1,128}", text):
+                lcm.problem(key, f"{lcm.show(text)} is not an identifier Lifecycle uses.")
+                text = None
+            identifiers[key] = text or default
+        timeout = 1800
+        if lcm.get("request_timeout_seconds") is not None:
+            timeout = _integer(
+                self.report,
+                lcm.at("request_timeout_seconds"),
+                lcm.get("request_timeout_seconds"),
+                "a whole number of seconds from 1 to 86400",
+                1,
+                86400,
+                lcm.hidden,
+                1800,
+            )
+        secrets = {
+            key: self.password_key(
+                lcm, key, default, what_, SSH_SECRET_VARIABLES[default], needed=True
+            )
+            for key, default, what_ in (
+                ("password_key", "lifecycleManagerPassword", "Aria Suite Lifecycle password"),
+                ("issuing_ca_key_key", "lifecycleIssuingCaKey", "issuing CA's private key"),
+            )
+        }
+        return LifecycleRoute(
+            address=address,
+            management_ca=management_ca,
+            issuing_ca=self.issuing_ca(lcm) or "",
+            port=lcm.port("port", 443),
+            username=lcm.text("username", "a Lifecycle user", required=False) or "admin@local",
+            environment_id=identifiers["environment_id"],
+            product_id=identifiers["product_id"],
+            request_timeout_seconds=timeout,
+            keys_in_config=tuple(name for name in secrets.values() if name in self.raw),
+            **secrets,
+        )
+
+    def certificate_method(self, obj: _Object) -> CertificateMethod:
+        """No silent default write route: without the key nothing is written (README)."""
+        value = obj.get("certificate_method")
+        if value is None:
+            return "none"
+        expected = " | ".join(CERTIFICATE_METHODS)
+        text = obj.text("certificate_method", expected)
+        if text in CERTIFICATE_METHODS:
+            return text  # type: ignore[return-value]
+        if text is not None:
+            obj.problem(
+                "certificate_method",
+                f"{obj.show(text)} is not a certificate method (expected {expected}).",
+            )
+        return "none"
+
+    def ssh_route(
+        self, obj: _Object, method: CertificateMethod, nodes: tuple[Node, ...]
+    ) -> SshRoute | None:
+        value = obj.get("ssh")
+        for index, node in enumerate(nodes):
+            if method != "ssh" and (node.ssh_port is not None or node.ssh_host_key is not None):
+                obj.report.add(
+                    f"{obj.at('nodes')}[{index}]",
+                    "ssh_port and ssh_host_key apply only with certificate_method: ssh.",
+                )
+        if method != "ssh":
+            if value is not None:
+                obj.problem("ssh", "applies only with certificate_method: ssh.")
+            return None
+        if not isinstance(value, Mapping):
+            obj.problem(
+                "ssh",
+                "is required with certificate_method: ssh; expected an object with user, "
+                "issuing_ca and how to log in (README, 'Certificate routes').",
+            )
+            return None
+        ssh = obj.child(obj.at("ssh"), value)
+        ssh.check_keys(_SSH_KEYS)
+        user = ssh.text("user", "the SSH user, e.g. sshuser") or ""
+        authentication = (
+            ssh.text("authentication", "password or private_key", required=False) or "password"
+        )
+        if authentication not in ("password", "private_key"):
+            ssh.problem(
+                "authentication",
+                f"{ssh.show(authentication)} is not an SSH authentication (expected password "
+                "or private_key).",
+            )
+            authentication = "password"
+        become = ssh.text("become", "root, su or sudo", required=False) or "su"
+        if become not in ("root", "su", "sudo"):
+            ssh.problem(
+                "become",
+                f"{ssh.show(become)} is not a way to become root (expected root: the user is "
+                "root; su: su with the root password; sudo: sudo with the user's password).",
+            )
+            become = "su"
+        if become == "sudo" and authentication != "password":
+            ssh.problem("become", "sudo needs the user's password: use authentication: password.")
+        if become == "root" and user not in ("", "root"):
+            ssh.problem("become", f"root means the user is root, but user is {ssh.show(user)}.")
+        tofu = ssh.boolean("trust_host_key_on_first_use", False)
+        for index, node in enumerate(nodes):
+            if node.ssh_host_key is None and not tofu:
+                obj.report.add(
+                    f"{obj.at('nodes')}[{index}].ssh_host_key",
+                    "is required with certificate_method: ssh (the SHA-256 fingerprint of the "
+                    "node's SSH host key, as `ssh-keyscan <node> | ssh-keygen -lf -` prints it, "
+                    "e.g. SHA256:...); or set ssh.trust_host_key_on_first_use: true.",
+                )
+        issuing_ca = self.issuing_ca(ssh)
+        timeout_value = ssh.get("restart_timeout_seconds")
+        timeout = 600
+        if timeout_value is not None:
+            timeout = _integer(
+                self.report,
+                ssh.at("restart_timeout_seconds"),
+                timeout_value,
+                "a whole number of seconds from 1 to 3600",
+                1,
+                3600,
+                ssh.hidden,
+                600,
+            )
+        secrets = {}
+        for key, default, what in (
+            ("password_key", "sshPassword", "SSH password"),
+            ("private_key_key", "sshPrivateKey", "SSH private key"),
+            ("root_password_key", "sshRootPassword", "root password for su"),
+            ("issuing_ca_key_key", "sshIssuingCaKey", "issuing CA's private key"),
+        ):
+            needed = {
+                "password_key": authentication == "password",
+                "private_key_key": authentication == "private_key",
+                "root_password_key": become == "su",
+                "issuing_ca_key_key": True,
+            }[key]
+            secrets[key] = self.password_key(
+                ssh, key, default, what, SSH_SECRET_VARIABLES[default], needed=needed
+            )
+        return SshRoute(
+            user=user,
+            issuing_ca=issuing_ca or "",
+            authentication=authentication,  # type: ignore[arg-type]
+            port=ssh.port("port", 22),
+            become=become,  # type: ignore[arg-type]
+            trust_host_key_on_first_use=tofu,
+            restart_timeout_seconds=timeout,
+            keys_in_config=tuple(name for name in secrets.values() if name in self.raw),
+            **secrets,
+        )
+
+    def issuing_ca(self, ssh: _Object) -> str | None:
+        """The ssh route's CA: PEM text (issuing_ca) or a PEM file (issuing_ca_path)."""
+        what = "the CA that issues the node certificates"
+        if ssh.get("issuing_ca") is not None and ssh.get("issuing_ca_path") is not None:
+            ssh.problem(None, "both issuing_ca and issuing_ca_path are set; give one of them.")
+            return None
+        key, pem = "issuing_ca", self.certificate_pem(ssh, "issuing_ca", what)
+        if ssh.get("issuing_ca_path") is not None:
+            key, pem = "issuing_ca_path", None
+            path = self.file_path(ssh, key, f"the PEM file of {what}")
+            if path is not None and not path.is_file():
+                shown = "the given value" if ssh.hidden else repr(str(path))
+                ssh.problem(key, f"{shown} does not exist (expected the PEM file of {what}).")
+            elif path is not None:
+                try:
+                    pem = pki.bundle_pem(
+                        pki.load_bundle(path.read_bytes()[: 1024 * 1024], "the file")
+                    )
+                except (OSError, pki.CertificateError) as error:
+                    ssh.problem(key, f"{error} Expected the PEM file of {what}.")
+                    return None
+        elif ssh.get("issuing_ca") is None:
+            ssh.problem(
+                None,
+                f"issuing_ca or issuing_ca_path is required: {what} (its key goes into the "
+                "secret config key named by issuing_ca_key_key).",
+            )
+        if pem is None:
+            return None
+        try:
+            [certificate] = pki.load_bundle(pem, key)
+            pki.check_ca(certificate, key)
+        except ValueError:
+            ssh.problem(key, f"holds several certificates; expected exactly one: {what}.")
+            return None
+        except pki.CertificateError as problem:
+            ssh.problem(key, str(problem))
+            return None
+        return pem
 
     def ssl_termination(self, obj: _Object) -> SslTermination:
         expected = "load_balancer or passthrough"
@@ -697,7 +1059,27 @@ class _Parser:
                     f"{node.show(service_port)} is also the configurator_port; the service "
                     "and the appliance configurator need different ports.",
                 )
-            nodes.append(Node(fqdn, address or fqdn, service_port, configurator_port))
+            ssh_port = node.port("ssh_port", 0) or None
+            ssh_host_key = node.text(
+                "ssh_host_key", "SHA256:<43 base64 characters>", required=False
+            )
+            if ssh_host_key is not None and not _SSH_HOST_KEY.fullmatch(ssh_host_key):
+                node.problem(
+                    "ssh_host_key",
+                    "expected the SHA-256 fingerprint of the node's SSH host key as "
+                    "`ssh-keygen -l` prints it: SHA256: and 43 base64 characters.",
+                )
+                ssh_host_key = None
+            nodes.append(
+                Node(
+                    fqdn,
+                    address or fqdn,
+                    service_port,
+                    configurator_port,
+                    ssh_port,
+                    ssh_host_key,
+                )
+            )
         return tuple(nodes)
 
     def pins(self, obj: _Object) -> tuple[str, ...]:

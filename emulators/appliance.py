@@ -993,6 +993,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--configurator-ports",
         help="comma-separated fixed configurator ports, one per node (default: any)",
     )
+    parser.add_argument(
+        "--ssh-ports",
+        help="comma-separated SSH ports, one per node: also serve the ssh certificate route "
+        "(emulators/appliance_ssh.py; user sshuser, passwords from WS1_ACCESS_SSH_PASSWORD and "
+        "WS1_ACCESS_SSH_ROOT_PASSWORD)",
+    )
     parser.add_argument("--key-type", choices=KEY_TYPES, default="rsa2048")
     parser.add_argument(
         "--latency",
@@ -1046,8 +1052,27 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     signal.signal(signal.SIGTERM, request_stop)
     signal.signal(signal.SIGINT, request_stop)
+    ssh_servers: list[Any] = []
     with cluster:
+        if args.ssh_ports:
+            # Imported here: the SSH side builds on this module.
+            from emulators.appliance_ssh import NodeSsh
+
+            ports = [int(port) for port in args.ssh_ports.split(",")]
+            if len(ports) != args.nodes:
+                print(f"Give exactly {args.nodes} SSH ports, one per node.", file=sys.stderr)
+                return 2
+            for node, port in zip(cluster.nodes, ports, strict=True):
+                server = NodeSsh(
+                    node,
+                    user="sshuser",
+                    password=os.environ.get("WS1_ACCESS_SSH_PASSWORD") or None,
+                    root_password=os.environ.get("WS1_ACCESS_SSH_ROOT_PASSWORD") or None,
+                )
+                ssh_servers.append(server.start(port))
         description = cluster.describe()
+        for entry, server in zip(description["nodes"], ssh_servers, strict=False):
+            entry["ssh_port"], entry["ssh_host_key"] = server.port, server.host_key_sha256
         if args.state_file:
             state = {**description, "root_ca_pem": cluster.root_ca_pem}
             _write_atomically(args.state_file, json.dumps(state, indent=2) + "\n")
@@ -1055,6 +1080,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(json.dumps(description), flush=True)
         while not stop.wait(0.2):
             pass
+        for server in ssh_servers:
+            server.stop()
     return 0
 
 

@@ -88,6 +88,7 @@ start_emulator() {
   "$python" -m emulators.appliance --nodes 3 --domain local.test --service-fqdn ws1.local.test \
     --admin-password-env WS1_ACCESS_ADMIN_PASSWORD \
     --service-ports 19441,19442,19443 --configurator-ports 19451,19452,19453 \
+    --ssh-ports 19461,19462,19463 \
     >"$state/emulator.json" 2>"$state/emulator.log" &
   local pid=$!
   echo "$pid" >"$pid_file"
@@ -124,21 +125,35 @@ stop_emulator() {
   rm -f "$pid_file"
 }
 
-# The emulator's admin password, made once per checkout and kept in .state/.
-use_admin_password() {
+# The local stack's secrets, made once per checkout and kept in .state/ only: the emulator's
+# admin password, and for the ssh route (stacks/Pulumi.local.yaml) the emulated nodes' SSH
+# passwords and the local CA that issues node certificates.
+use_local_secrets() {
   mkdir -p "$state"
   if [[ ! -s $state/admin-password ]]; then
     (umask 077 && "$python" -c 'import secrets; print(secrets.token_urlsafe(24))' >"$state/admin-password")
   fi
   WS1_ACCESS_ADMIN_PASSWORD=$(cat "$state/admin-password")
   export WS1_ACCESS_ADMIN_PASSWORD
+  for name in ssh-password ssh-root-password; do
+    if [[ ! -s $state/$name ]]; then
+      (umask 077 && "$python" -c 'import secrets; print(secrets.token_urlsafe(24))' >"$state/$name")
+    fi
+  done
+  if [[ ! -s $state/local-ca/ws1-issuing-ca.pem ]]; then
+    (umask 077 && "$python" -m emulators.appliance_ssh new-ca "$state/local-ca")
+  fi
+  WS1_ACCESS_SSH_PASSWORD=$(cat "$state/ssh-password")
+  WS1_ACCESS_SSH_ROOT_PASSWORD=$(cat "$state/ssh-root-password")
+  WS1_ACCESS_SSH_ISSUING_CA_KEY=$(cat "$state/local-ca/ws1-issuing-ca.key")
+  export WS1_ACCESS_SSH_PASSWORD WS1_ACCESS_SSH_ROOT_PASSWORD WS1_ACCESS_SSH_ISSUING_CA_KEY
 }
 
 case $action in
   up|preview)
     find_pulumi
     mkdir -p "$state/backend" "$state/local-proxy"
-    use_admin_password
+    use_local_secrets
     export PULUMI_BACKEND_URL="file://$PWD/$state/backend"
     export PULUMI_CONFIG_PASSPHRASE=local-stack-only
     start_emulator
@@ -156,7 +171,7 @@ case $action in
     if [[ $# -eq 0 || $1 == -* ]]; then
       # The local stack: its emulator on the fixed ports the stack file names. Its messages
       # go to stderr, so that `--json` output stays pure JSON.
-      use_admin_password
+      use_local_secrets
       start_emulator >&2
       set -- stacks/Pulumi.local.yaml "$@"
     fi

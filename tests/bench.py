@@ -110,6 +110,7 @@ def main() -> int:
         with tempfile.TemporaryDirectory() as directory:
             requests = f5_world.no_change_requests(Path(directory))
     print(f"scenario f5-no-change: bigip requests {requests}")
+    print_route_counts()
     # Over its pinned, trust-on-first-use and fault-on-the-second-node variants.
     print(f"scenario new-root-on-regeneration: nodes off trust at worst {worst_off_trust}")
     with tempfile.TemporaryDirectory() as directory:
@@ -128,6 +129,37 @@ def main() -> int:
     print_first_up_with_regeneration()
     print_audit_figures()
     return 0
+
+
+def print_route_counts() -> None:
+    """Per certificate route: a first up where every node needs a certificate, then an up
+    with nothing to do. Writes: configurator generate POSTs / install-script runs; logins:
+    configurator logins (the planning probe included) / SSH logins / Lifecycle requests."""
+    from tests.program.lifecycle_world import lifecycle_world
+    from tests.program.ssh_world import ssh_world
+
+    with tempfile.TemporaryDirectory() as directory, scenarios.world(Path(directory)) as world:
+        world.cluster_config["extra_sans"] = ["ws1-dr.local.test"]
+        for label in ("first-up-configurator", "no-change-configurator"):
+            step = world.run(label, world.stack.up)
+            assert step.result.error is None, step.result.error
+            print(f"scenario {label}: writes {step.writes}, logins {step.logins}")
+    with tempfile.TemporaryDirectory() as directory, lifecycle_world(Path(directory)) as lcm:
+        for label in ("first-up-lifecycle_manager", "settle", "no-change-lifecycle_manager"):
+            result = lcm.up()
+            assert result.error is None, result.error
+            if label != "settle":  # the second up only drops the old root CA
+                # Logins: requests carrying credentials (basic auth has no session).
+                print(f"scenario {label}: writes {lcm.lcm.writes()}, logins {lcm.lcm.logins()}")
+    with tempfile.TemporaryDirectory() as directory, ssh_world(Path(directory)) as ssh:
+        for label in ("first-up-ssh", "settle-ssh", "no-change-ssh"):
+            result = ssh.up()
+            assert result.error is None, result.error
+            if label != "settle-ssh":  # the second up only drops the old root CA
+                print(
+                    f"scenario {label}: writes {ssh.total('installs')}, "
+                    f"logins {ssh.total('logins')}"
+                )
 
 
 def print_scenario_counts() -> int:

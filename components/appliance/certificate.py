@@ -1,14 +1,15 @@
 """Dynamic resource: the server certificate every node of a cluster serves (CN and SANs).
 
-The program observes which nodes serve a certificate without the required names and passes
-that list as an input, so preview shows which nodes will get a new certificate. `update`
-regenerates ("Auto Generate Certificate (self-signed)") on those nodes only, one node at a
-time in the stack's node order, and verifies what each node serves afterwards against the
-root CAs this run planned for the load balancers, for the name they check. A node whose new
-certificate they would not accept (above all: the appliance made a new root CA) stops the
-run before the next node is touched, so at most one node is ever off trust, and the error
-names it. A node that already serves the right names is never touched, and an `up` with
-nothing to fix makes no configurator login.
+The program observes which nodes serve a certificate without the required names (or, for a
+route that issues from the operator's CA, one that CA did not issue) and passes that list as an
+input, so preview shows which nodes will get a new certificate. `update` gives those nodes only
+a new certificate through the cluster's route (components/appliance/routes: lifecycle_manager,
+ssh, or the experimental configurator), one node at a time in the stack's node order, and
+verifies what each node serves afterwards against the root CAs this run planned for the load
+balancers, for the name they check. A node whose new certificate they would not accept (above
+all: a new root CA) stops the run before the next node is touched, so at most one node is ever
+off trust, and the error names it. A node that needs nothing is never touched, and an `up` with
+nothing to fix calls no route at all.
 """
 
 from __future__ import annotations
@@ -21,13 +22,7 @@ from pulumi.dynamic import CheckFailure, CheckResult, DiffResult, ReadResult
 
 from components import pki
 from components.appliance.base import ApplianceProvider
-from components.appliance.client import (
-    ADMIN_PASSWORD_VARIABLE,
-    NodeAddress,
-    ServedNode,
-    observe_node,
-    open_configurator,
-)
+from components.appliance.client import NodeAddress, ServedNode
 from components.appliance.observation import (
     ClusterObservation,
     cluster_observation,
@@ -35,6 +30,7 @@ from components.appliance.observation import (
     observe_cluster,
     observe_nodes,
 )
+from components.appliance.routes import open_route
 from components.dynamic import diff_inputs, is_unknown
 
 __all__ = ["ApplianceCertificate", "ApplianceCertificateProvider"]
@@ -48,6 +44,7 @@ _INPUT_KEYS = (
     "trusted_root_ca_bundle_pem",
     "served_sha256s",
     "nodes_needing_certificate",
+    "route",
 )
 # Inputs that are the program's observation of the cluster, not part of the declaration.
 _OBSERVATIONS = ("served_sha256s", "nodes_needing_certificate")
@@ -93,7 +90,9 @@ class ApplianceCertificateProvider(ApplianceProvider):
         else:
             now = _observe(news)
             to_fix = bool(
-                now.nodes_needing_certificate(str(news["common_name"]), list(news["sans"]))
+                now.nodes_needing_certificate(
+                    str(news["common_name"]), list(news["sans"]), _issuer(news)
+                )
             ) or now.served_sha256s() != olds.get("served_sha256s")
         return DiffResult(changes=to_fix, replaces=[], delete_before_replace=False)
 
@@ -102,7 +101,7 @@ class ApplianceCertificateProvider(ApplianceProvider):
         outs = dict(props)
         outs.update(_served_outputs(observation.nodes))
         outs["nodes_needing_certificate"] = observation.nodes_needing_certificate(
-            str(props["common_name"]), list(props["sans"])
+            str(props["common_name"]), list(props["sans"]), _issuer(props)
         )
         return ReadResult(id_=id_, outs=outs)
 
@@ -119,16 +118,32 @@ class ApplianceCertificateProvider(ApplianceProvider):
         # new certificate, one node at a time (rolling), each observed once more afterwards.
         # A node that cannot be observed stops the change before any node is touched.
         before = cluster_observation(cluster, nodes, observe_nodes(nodes))
+        route = open_route(props, self.credential, trusted_pem)
+        issuer = _issuer(props)
+        to_fix = [
+            node.fqdn for node in before.nodes if needs_certificate(node, common_name, sans, issuer)
+        ]
+        missing = route.missing() if to_fix else []
+        if missing:
+            raise RuntimeError(
+                f"cluster {cluster}: node(s) {', '.join(to_fix)} need a new certificate, but "
+                + "; ".join(missing)
+                + ". No node was touched."
+            )
         served: list[ServedNode] = []
         # The stack's node order, always: the first node that needs a certificate is the
         # canary (README, "Rotating the appliance certificate"), and the outage guard below
         # stops there when its new certificate is not trusted.
         for node, current in zip(nodes, before.nodes, strict=True):
-            if not needs_certificate(current, common_name, sans):
+            if not needs_certificate(current, common_name, sans, issuer):
                 served.append(current)
                 continue
-            after = self._regenerate(
-                node, current, common_name, sans, trusted_pem, str(props["admin_password_key"])
+            after = route.install(node, current, common_name, sans)
+            pki.check_server_names(
+                after.served_certificate,
+                common_name,
+                sans,
+                f"the certificate node {node.fqdn} serves after its new certificate",
             )
             _guard_against_outage(cluster, node, after, trusted_roots)
             served.append(after)
@@ -137,34 +152,15 @@ class ApplianceCertificateProvider(ApplianceProvider):
         outs["nodes_needing_certificate"] = []
         return outs
 
-    def _regenerate(
-        self,
-        node: NodeAddress,
-        current: ServedNode,
-        common_name: str,
-        sans: list[str],
-        trusted_pem: str,
-        password_key: str,
-    ) -> ServedNode:
-        password = self.credential(password_key, ADMIN_PASSWORD_VARIABLE)
-        if password is None:
-            raise RuntimeError(
-                f"node {node.fqdn}: a new certificate is needed but no appliance admin "
-                f"password is configured; set it with `pulumi config set --secret "
-                f"{password_key} ...` or the {ADMIN_PASSWORD_VARIABLE} environment variable."
-            )
-        # The certificate the service port just served is pinned first: no second handshake
-        # when the configurator presents the same one (see open_configurator).
-        with open_configurator(node, trusted_pem, password, current=current) as configurator:
-            configurator.generate_certificate(common_name, sans)
-        after = observe_node(node)
-        pki.check_server_names(
-            after.served_certificate,
-            common_name,
-            sans,
-            f"the certificate node {node.fqdn} serves after regeneration",
-        )
-        return after
+
+def _issuer(props: dict[str, Any]) -> x509.Certificate | None:
+    """The CA the cluster's route issues from, when it has one of its own (ssh): a node
+    serving a certificate from any other CA needs a new one."""
+    route = props.get("route") or {}
+    pem = route.get("issuing_ca_pem") if isinstance(route, dict) else None
+    if not pem or is_unknown(pem):
+        return None
+    return pki.load_certificate(str(pem), "ssh.issuing_ca")
 
 
 def _observe(props: dict[str, Any]) -> ClusterObservation:
@@ -250,6 +246,8 @@ class ApplianceCertificate(pulumi.dynamic.Resource, module="ws1", name="Applianc
         admin_password_key: str,
         trusted_root_ca_bundle_pem: pulumi.Input[str],
         observation: ClusterObservation,
+        nodes_needing_certificate: list[str],
+        route: dict[str, Any] | None = None,
         opts: pulumi.ResourceOptions | None = None,
     ) -> None:
         props: dict[str, Any] = {
@@ -261,7 +259,11 @@ class ApplianceCertificate(pulumi.dynamic.Resource, module="ws1", name="Applianc
             "admin_password_key": admin_password_key,
             "trusted_root_ca_bundle_pem": trusted_root_ca_bundle_pem,
             "served_sha256s": observation.served_sha256s(),
-            "nodes_needing_certificate": observation.nodes_needing_certificate(common_name, sans),
+            "nodes_needing_certificate": nodes_needing_certificate,
             "served": None,
         }
+        if route is not None:
+            # Names of secret keys and public facts only (see routes/ssh.py); absent for the
+            # configurator, so stacks declared before routes existed plan no change.
+            props["route"] = route
         super().__init__(ApplianceCertificateProvider(), name, props, opts)

@@ -55,7 +55,9 @@ __all__ = [
     "configurator_paths",
     "key_log_refusal",
     "CONFIGURATOR_PATHS",
+    "heartbeat_ok",
     "ApplianceError",
+    "ApplianceUnavailable",
     "ConfiguratorSession",
     "PresentedAnotherCertificate",
     "open_configurator",
@@ -131,6 +133,11 @@ _ATTEMPTS = 3  # idempotent reads only; writes are never retried blindly
 
 class ApplianceError(RuntimeError):
     """A node could not be reached or answered unexpectedly; str() is an operator sentence."""
+
+
+class ApplianceUnavailable(ApplianceError):
+    """The configurator could not answer now (network, deadline, HTTP 5xx): says nothing about
+    whether it speaks the protocol this program expects."""
 
 
 @dataclass(frozen=True)
@@ -275,6 +282,24 @@ def observe_node(node: NodeAddress, timeout: float | None = None) -> ServedNode:
         # A chain that verified was issued by the root CA: the signatures need no second look.
         verification_problem is None or _signed_by(chain, root_ca),
     )
+
+
+def heartbeat_ok(
+    node: NodeAddress, trusted_roots_pem: str, served_sha256: str, timeout: float | None = None
+) -> bool:
+    """True when the node's load balancer heartbeat answers 200 "ok" over TLS that presents
+    exactly `served_sha256`, verified against `trusted_roots_pem` (VMware docs, "Configure
+    Load Balancer Settings": the health monitor URL)."""
+    seconds = timeout or request_timeout()
+    url = f"https://{node.address}:{node.service_port}{HEARTBEAT_PATH}"
+    with _verified_session(node, trusted_roots_pem, served_sha256) as (session, _adapter):
+        try:
+            answer = session.get(
+                url, headers={"Host": node.fqdn}, timeout=seconds, allow_redirects=False
+            )
+        except requests.RequestException:
+            return False
+    return answer.status_code == 200 and answer.text.strip() == "ok"
 
 
 def observe_configurator_certificate(node: NodeAddress, timeout: float | None = None) -> str:
@@ -785,7 +810,7 @@ class ConfiguratorSession:
             reason = f"no complete answer within {self._timeout:g} s (the overall deadline)"
         # Raised here, outside the `except`: the requests exception holds the request, whose
         # body may hold the password; neither __cause__ nor __context__ may keep it.
-        raise ApplianceError(
+        raise ApplianceUnavailable(
             f"node {self._node.fqdn} ({self._node.address}:{self._node.configurator_port}): "
             f"could not {what}: {reason}."
         )
@@ -811,7 +836,8 @@ class ConfiguratorSession:
             )
         else:
             meaning = f"the configurator answered HTTP {status}{_error_detail(answer, form)}"
-        raise ApplianceError(f"node {self._node.fqdn}: could not {what}: {meaning}; expected 200.")
+        kind = ApplianceUnavailable if status >= 500 else ApplianceError
+        raise kind(f"node {self._node.fqdn}: could not {what}: {meaning}; expected 200.")
 
 
 def _error_detail(answer: requests.Response, form: Mapping[str, str] | None = None) -> str:

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from cryptography import x509
+from cryptography.exceptions import InvalidSignature
 
 from components import pki
 from components.appliance.client import ApplianceError, NodeAddress, ServedNode, observe_node
@@ -72,18 +73,34 @@ class ClusterObservation:
         return {node.fqdn: node.root_ca_sha256 for node in self.nodes}
 
     def nodes_needing_certificate(
-        self, common_name: str, required_names: Sequence[str]
+        self,
+        common_name: str,
+        required_names: Sequence[str],
+        issuer: x509.Certificate | None = None,
     ) -> list[str]:
         """FQDNs of the nodes whose served certificate must be replaced: it does not verify
-        (expired, wrong issuer, wrong name), or lacks the CN or a required SAN."""
+        (expired, wrong issuer, wrong name), or lacks the CN or a required SAN, or (when the
+        route issues from a CA of its own: `issuer`) that CA did not issue it."""
         return [
-            node.fqdn for node in self.nodes if needs_certificate(node, common_name, required_names)
+            node.fqdn
+            for node in self.nodes
+            if needs_certificate(node, common_name, required_names, issuer)
         ]
 
 
-def needs_certificate(node: ServedNode, common_name: str, required_names: Sequence[str]) -> bool:
+def needs_certificate(
+    node: ServedNode,
+    common_name: str,
+    required_names: Sequence[str],
+    issuer: x509.Certificate | None = None,
+) -> bool:
     if node.problem is not None:
         return True
+    if issuer is not None:
+        try:
+            node.served_certificate.verify_directly_issued_by(issuer)
+        except (ValueError, TypeError, InvalidSignature):
+            return True
     try:
         pki.check_server_names(node.served_certificate, common_name, required_names, node.fqdn)
     except pki.CertificateError:
@@ -163,6 +180,7 @@ def decide_trust(
     trust_on_first_use: bool,
     incoming_root_ca: x509.Certificate | None = None,
     now: datetime | None = None,
+    incoming_key: str = "incoming_root_ca",
 ) -> tuple[x509.Certificate, ...]:
     """The root CAs the load balancers must trust; TrustDecisionError when they may not.
 
@@ -190,13 +208,13 @@ def decide_trust(
         )
     incoming_sha256 = ""
     if incoming_root_ca is not None:
-        source = f"cluster {cluster}: the incoming root CA (config key incoming_root_ca)"
+        source = f"cluster {cluster}: the incoming root CA (config key {incoming_key})"
         pki.check_ca(incoming_root_ca, source, now)
         incoming_sha256 = pki.sha256_fingerprint(incoming_root_ca)
         if pins and incoming_sha256 not in pins:
             raise TrustDecisionError(
                 f"cluster {cluster}: the incoming root CA {incoming_sha256} (config key "
-                "incoming_root_ca) is not pinned; add its fingerprint to root_ca_sha256."
+                f"{incoming_key}) is not pinned; add its fingerprint to root_ca_sha256."
             )
     current = [
         root for root in observation.root_cas if pki.sha256_fingerprint(root) != incoming_sha256

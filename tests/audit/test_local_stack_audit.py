@@ -37,6 +37,12 @@ def test_the_local_stack_fails_until_up_has_written_the_bundle_then_passes(
     (tmp_path / ".state" / "local-proxy").mkdir(parents=True)
     monkeypatch.setenv("WS1_ACCESS_ADMIN_PASSWORD", PASSWORD)
     config = pointed_at(stack_config("local"), {"local": emulator})
+    # The audit is read-only whatever the route; this emulator serves no SSH, so the
+    # program's `up` below writes the trust only (its nodes already carry the right names).
+    config["clusters"][0]["certificate_method"] = "none"
+    del config["clusters"][0]["ssh"]
+    for node in config["clusters"][0]["nodes"]:
+        del node["ssh_port"]
     # The stack file as the audit reads it; its relative bundle path resolves in tmp_path,
     # where the harness runs the program.
     stack_file = tmp_path / "Pulumi.local.yaml"

@@ -152,6 +152,8 @@ def world(
             "name": "local",
             "service_fqdn": SERVICE,
             "ssl_termination": "passthrough",
+            # The route these scenarios exercise (routes have their own tests: test_ssh_route).
+            "certificate_method": "configurator",
             "nodes": [
                 {
                     "fqdn": node.fqdn,

@@ -34,3 +34,15 @@ def pointed_at(config: dict[str, Any], emulators: dict[str, ApplianceCluster]) -
                 configurator_port=emulated.configurator_port,
             )
     return config
+
+
+def with_configurator_route(config: dict[str, Any]) -> dict[str, Any]:
+    """The config with every cluster on certificate_method configurator (the shipped local
+    stack uses ssh; tests that exercise the configurator's regeneration switch it here)."""
+    for cluster in config["clusters"]:
+        cluster["certificate_method"] = "configurator"
+        cluster.pop("ssh", None)
+        for node in cluster["nodes"]:
+            node.pop("ssh_port", None)
+            node.pop("ssh_host_key", None)
+    return config

@@ -93,6 +93,7 @@ def test_a_refusal_in_the_second_cluster_registers_nothing(tmp_path, monkeypatch
                 "name": "second",
                 "service_fqdn": "ws1-b.local.test",
                 "ssl_termination": "passthrough",
+                "certificate_method": "configurator",
                 "root_ca_sha256": [second.root_ca_sha256],
                 "nodes": [
                     {

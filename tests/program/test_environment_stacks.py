@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from emulators._certs import CertificateAuthority
 from emulators.appliance import ApplianceCluster
 from tests.harness import Stack
 from tests.program.bigips import bigips_for
@@ -28,6 +29,15 @@ def environment(request, tmp_path, monkeypatch, lb_ca_pem):
         config = pointed_at(config, {cluster["name"]: emulator})
         config["clusters"][0]["root_ca_sha256"] = emulator.root_ca_sha256
         config["clusters"][0]["load_balancer_root_ca"] = lb_ca_pem
+        if "ssh" in config["clusters"][0]:
+            # The ssh route's CA file, as the operator puts it next to the stack. These tests
+            # are about the load balancer side: node certificates stay as they are here (the
+            # routes have their own lifecycle tests: test_ssh_route, test_lifecycle_route).
+            (tmp_path / "certs").mkdir(exist_ok=True)
+            (tmp_path / "certs" / "ws1-issuing-ca.pem").write_text(
+                CertificateAuthority.create().pem
+            )
+            config["clusters"][0]["manage_certificate"] = False
         monkeypatch.setenv("WS1_ACCESS_ADMIN_PASSWORD", PASSWORD)
         config["bigipPassword"] = BIGIP_PASSWORD
         stack = Stack(
@@ -62,8 +72,16 @@ def test_each_big_ip_trusts_the_pinned_root_ca_and_verifies_nodes_by_name(enviro
     exported = result.outputs["ws1"]["load_balancers"]
     assert sorted(exported) == ["bigip-a", "bigip-b"]
     assert all(v["trusted_sha256s"] == [emulator.root_ca_sha256] for v in exported.values())
-    # The reverse direction: the load balancer's CA is now on every node.
-    assert all(node.lb_root_ca_pem.strip() for node in emulator.nodes)
+    if stack.config["clusters"][0]["certificate_method"] == "configurator":
+        # The reverse direction: the load balancer's CA is now on every node.
+        assert all(node.lb_root_ca_pem.strip() for node in emulator.nodes)
+    else:
+        # No public source shows that route over ssh: said in preview, nothing guessed.
+        assert not any(node.lb_root_ca_pem.strip() for node in emulator.nodes)
+        assert any(
+            "load_balancer_root_ca is declared, but no public source" in line
+            for line in result.warnings
+        ), result.warnings
 
 
 def test_a_second_up_is_a_no_op_for_the_appliance(environment):
@@ -95,7 +113,11 @@ def test_example_stacks_as_shipped_stop_with_a_clear_error_before_any_network_ca
     # The examples name a management CA file that only an operator can supply.
     result = Stack(PROGRAM, stack=name, config=stack_config(name), cwd=str(tmp_path)).preview()
     assert result.error is not None
-    assert result.error.startswith("The stack configuration has 2 problems:"), result.error
+    # prod also names the ssh route's CA file (certs/ws1-issuing-ca.pem).
+    count = {"staging": 2, "prod": 3}[name]
+    assert result.error.startswith(f"The stack configuration has {count} problems:"), result.error
+    if name == "prod":
+        assert "clusters[0].ssh.issuing_ca_path" in result.error
     assert "load_balancers[0].management_ca_path" in result.error
     assert "load_balancers[1].management_ca_path" in result.error
     assert result.resources == {}

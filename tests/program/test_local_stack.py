@@ -9,7 +9,7 @@ import pytest
 from components import pki
 from emulators.appliance import ApplianceCluster
 from tests.harness import UNKNOWN, Stack
-from tests.program.stacks import PROGRAM, pointed_at, stack_config
+from tests.program.stacks import PROGRAM, pointed_at, stack_config, with_configurator_route
 
 PASSWORD = "local-emulator-password"
 NODES = ("ws1-node1.local.test", "ws1-node2.local.test", "ws1-node3.local.test")
@@ -30,6 +30,7 @@ def stack(emulator, tmp_path, monkeypatch):
     (tmp_path / ".state" / "local-proxy").mkdir(parents=True)
     monkeypatch.setenv("WS1_ACCESS_ADMIN_PASSWORD", PASSWORD)
     config = pointed_at(stack_config("local"), {"local": emulator})
+    with_configurator_route(config)
     return Stack(PROGRAM, stack="local", config=config, cwd=str(tmp_path))
 
 
@@ -167,7 +168,8 @@ def test_up_change_sans_up_drift_refresh_up_converges_with_counted_calls(stack, 
     stack.config["clusters"][0]["extra_sans"] = ["ws1-dr.local.test"]
     emulator.reset_counters()
     assert stack.up().error is None
-    assert (emulator.writes(), emulator.logins()) == (3, 3)  # one generation per node
+    # One generation per node, and one read-only probe login per node while planning.
+    assert (emulator.writes(), emulator.logins()) == (3, 6)
 
     emulator.node(NODES[2]).regenerate(SERVICE, [SERVICE])  # by hand, names lost
     emulator.reset_counters()
@@ -178,7 +180,7 @@ def test_up_change_sans_up_drift_refresh_up_converges_with_counted_calls(stack, 
 
     emulator.reset_counters()
     assert stack.up().error is None
-    assert (emulator.writes(), emulator.logins()) == (1, 1)  # only the drifted node
+    assert (emulator.writes(), emulator.logins()) == (1, 2)  # only the drifted node
     assert "ws1-dr.local.test" in emulator.node(NODES[2]).subject_alt_names
 
     emulator.reset_counters()

@@ -10,7 +10,7 @@ from emulators.appliance import ApplianceCluster
 from tests.harness import Stack
 from tests.program import scenarios
 from tests.program.scenarios import Step, node_fqdn
-from tests.program.stacks import PROGRAM, pointed_at, stack_config
+from tests.program.stacks import PROGRAM, pointed_at, stack_config, with_configurator_route
 
 
 def run(name: str, tmp_path) -> tuple[scenarios.World, dict[str, Step]]:
@@ -55,7 +55,8 @@ def test_a_fault_on_the_second_node_leaves_it_trusted_and_a_rerun_converges(tmp_
 def test_an_expired_node_certificate_is_replaced(tmp_path):
     world, steps = run("expired-node-certificate", tmp_path)
     up = steps["up"]
-    assert up.writes == 1 and up.logins == 1
+    # Two logins: the read-only probe while planning, then the write.
+    assert up.writes == 1 and up.logins == 2
     assert up.off_trust == []
 
 
@@ -66,6 +67,7 @@ def stack_needing_a_login(tmp_path, monkeypatch):
         (tmp_path / ".state" / "local-proxy").mkdir(parents=True)
         monkeypatch.setenv("WS1_ACCESS_ADMIN_PASSWORD", "key-log-password")
         config = pointed_at(stack_config("local"), {"local": emulator})
+        with_configurator_route(config)
         config["clusters"][0]["extra_sans"] = ["ws1-dr.local.test"]  # every node needs one
         yield emulator, Stack(PROGRAM, stack="local", config=config, cwd=str(tmp_path))
 
@@ -87,7 +89,7 @@ def test_tls_key_logging_explicitly_allowed_logs_in(stack_needing_a_login, monke
     monkeypatch.setenv("WS1_ACCESS_ALLOW_SSLKEYLOGFILE", "true")
     result = stack.up()
     assert result.error is None, result.error
-    assert emulator.logins() == 3
+    assert emulator.logins() == 6  # per node: the planning probe, then the write
 
 
 def test_an_expired_certificate_is_said_to_have_expired(tmp_path):

@@ -73,6 +73,7 @@ def program_for(emulator: ApplianceCluster, bundle_path: Path, unknown: str) -> 
             admin_password_key="applianceAdminPassword",
             trusted_root_ca_bundle_pem=maybe("ApplianceCertificate", bundle),
             observation=observation,
+            nodes_needing_certificate=observation.nodes_needing_certificate(SERVICE, [SERVICE]),
         )
         ApplianceLoadBalancerRootCA(
             "load-balancer-root-ca",

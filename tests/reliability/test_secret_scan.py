@@ -72,6 +72,7 @@ def test_canary_passwords_are_found_nowhere(emulator, tmp_path, monkeypatch, cap
                 "name": "local",
                 "service_fqdn": SERVICE,
                 "ssl_termination": "passthrough",
+                "certificate_method": "configurator",
                 "trust_on_first_use": True,
                 "extra_sans": ["ws1-dr.local.test"],  # every node needs a login
                 "nodes": [
@@ -110,7 +111,7 @@ def test_canary_passwords_are_found_nowhere(emulator, tmp_path, monkeypatch, cap
 
     up = record(stack.up())
     assert up.error is None, up.error
-    assert emulator.logins() == 3  # the canary really was used
+    assert emulator.logins() == 6  # the canary really was used (probe, then write, per node)
 
     # A failed login against an appliance that echoes the posted form.
     emulator.echo_form_in_errors = True

@@ -74,6 +74,7 @@ def valid_raw() -> dict[str, Any]:
                 ],
                 "root_ca_sha256": PIN_HEX,
                 "extra_sans": ["WS1.DC2.corp.example", "ws1.dc2.corp.example"],
+                "certificate_method": "configurator",
             },
             {
                 "name": "ws1-lab",
@@ -82,6 +83,7 @@ def valid_raw() -> dict[str, Any]:
                 "nodes": [{"fqdn": "lab-a.corp.example", "service_port": "443"}],
                 "root_ca_sha256": [PIN.lower(), NEXT_PIN_HEX],
                 "manage_certificate": False,
+                "certificate_method": "configurator",
                 "admin_password_key": "labAdminPassword",
                 "load_balancer_root_ca": LB_ROOT_CA,
             },
@@ -162,6 +164,7 @@ def test_a_full_valid_configuration_round_trips_with_defaults_lower_casing_and_p
                 admin_password_key="applianceAdminPassword",
                 admin_password_in_config=True,
                 load_balancer_root_ca=None,
+                certificate_method="configurator",
             ),
             Cluster(
                 name="ws1-lab",
@@ -175,6 +178,7 @@ def test_a_full_valid_configuration_round_trips_with_defaults_lower_casing_and_p
                 admin_password_key="labAdminPassword",
                 admin_password_in_config=True,
                 load_balancer_root_ca=LB_ROOT_CA.strip() + "\n",
+                certificate_method="configurator",
             ),
         ),
         load_balancers=(
@@ -450,7 +454,8 @@ def test_unknown_cluster_key_suggests_the_closest_one() -> None:
         f"{P}clusters[0].extra_san: unknown key; did you mean 'extra_sans'?",
         f"{P}clusters[0].colour: unknown key (expected one of: name, previous_name, "
         "service_fqdn, ssl_termination, nodes, root_ca_sha256, trust_on_first_use, extra_sans, "
-        "manage_certificate, admin_password_key, load_balancer_root_ca, incoming_root_ca).",
+        "manage_certificate, admin_password_key, load_balancer_root_ca, incoming_root_ca, "
+        "certificate_method, ssh, lifecycle_manager).",
     ]
 
 
@@ -1392,9 +1397,20 @@ def test_the_shipped_example_stacks_need_only_the_management_ca_file(
     raw = {key.split(":", 1)[1]: value for key, value in document["config"].items()}
     ca = tmp_path / "certs" / "bigip-management-ca.pem"
 
+    # prod shows the ssh certificate route, whose CA file an operator supplies too.
+    issuing = tmp_path / "certs" / "ws1-issuing-ca.pem"
+    expected_issuing = (
+        (
+            f"{P}clusters[0].ssh.issuing_ca_path: '{issuing}' does not exist (expected the PEM "
+            "file of the CA that issues the node certificates).",
+        )
+        if stack == "prod"
+        else ()
+    )
+
     with pytest.raises(SettingsError) as caught:
         parse_settings(raw, frozenset(), project_dir=tmp_path)
-    assert caught.value.problems == tuple(
+    assert caught.value.problems == expected_issuing + tuple(
         f"{P}load_balancers[{index}].management_ca_path: '{ca}' does not exist (expected the "
         "PEM file of the CA that signs the BIG-IP management certificate)."
         for index in (0, 1)
@@ -1402,6 +1418,8 @@ def test_the_shipped_example_stacks_need_only_the_management_ca_file(
 
     ca.parent.mkdir()
     ca.write_text(LB_ROOT_CA)
+    if stack == "prod":
+        issuing.write_text(trustme.CA().cert_pem.bytes().decode())
     settings = parse_settings(raw, frozenset(), project_dir=tmp_path)
     virtual_servers = [
         lb.virtual_server for lb in settings.load_balancers if isinstance(lb, F5LoadBalancer)

@@ -1,0 +1,162 @@
+"""certificate_method: lifecycle_manager through the lifecycle harness, against an emulated Aria
+Suite Lifecycle over real TLS that changes what the emulated nodes serve."""
+
+from __future__ import annotations
+
+import base64
+import json
+import logging
+
+from components import pki
+from emulators._certs import CertificateAuthority
+from tests.harness.lifecycle import PROVIDER_KEY
+from tests.program.lifecycle_world import LCM_PASSWORD, LifecycleWorld, lifecycle_world
+from tests.program.scenarios import CERTIFICATE_TYPE, SERVICE, node_fqdn
+
+NODES = [node_fqdn(i) for i in (1, 2, 3)]
+
+
+def expect_ok(result):
+    assert result.error is None, result.error
+    return result
+
+
+def serves_from(world: LifecycleWorld, ca: CertificateAuthority) -> list[str]:
+    return [
+        node.fqdn
+        for node in world.emulator.nodes
+        if pki.load_certificate(node.leaf_pem, node.fqdn).issuer == ca.certificate.subject
+    ]
+
+
+def test_first_up_replaces_through_lifecycle_and_a_no_change_up_calls_nothing(tmp_path):
+    with lifecycle_world(tmp_path) as w:
+        expect_ok(w.up())
+        assert (w.lcm.counters["import"], w.lcm.counters["pre-validate"]) == (1, 1)
+        assert w.lcm.counters["replace"] == 1
+        assert serves_from(w, w.issuing_ca) == NODES and w.off_trust() == []
+        for node in w.emulator.nodes:
+            assert set(node.subject_alt_names) == {SERVICE, *NODES}
+        expect_ok(w.up())  # drops the old root CA from the load balancers
+        assert w.trusted("proxy-a") == [w.issuing_ca.sha256] and w.lcm.logins() == 0
+        again = expect_ok(w.up())
+        assert again.changed() == {}
+        assert (w.lcm.writes(), w.lcm.logins(), w.emulator.writes()) == (0, 0, 0)
+
+
+def test_a_node_missing_a_san_gets_the_cluster_certificate_replaced(tmp_path):
+    with lifecycle_world(tmp_path) as w:
+        expect_ok(w.up())
+        expect_ok(w.up())
+        node = w.emulator.node(node_fqdn(2))
+        node._install(node._root, w.issuing_ca.issue(SERVICE, [SERVICE]))
+        preview = expect_ok(w.stack.preview())
+        [certificate] = preview.of_type(CERTIFICATE_TYPE)
+        assert certificate.inputs["nodes_needing_certificate"] == [node_fqdn(2)]
+        assert w.lcm.logins() == 0  # preview never calls Lifecycle
+        expect_ok(w.up())
+        assert w.lcm.counters["replace"] == 1 and w.off_trust() == []
+        assert set(node.subject_alt_names) == {SERVICE, *NODES}
+
+
+def test_a_certificate_the_load_balancers_would_not_trust_is_never_sent(tmp_path):
+    """The outage guard for a route that changes every node at once: checked before."""
+    other = CertificateAuthority.create()
+    with lifecycle_world(tmp_path) as w:
+        w.cluster["incoming_root_ca"] = other.pem
+        w.cluster["root_ca_sha256"] = [w.emulator.root_ca_sha256, other.sha256]
+        failed = w.up()
+        assert failed.error is not None and "Lifecycle would install" in failed.error
+        assert w.lcm.logins() == 0 and w.lcm.writes() == 0
+        assert serves_from(w, w.issuing_ca) == [] and w.off_trust() == []
+
+
+def test_a_failed_replacement_stops_and_a_rerun_converges(tmp_path):
+    with lifecycle_world(tmp_path) as w:
+        w.lcm.fail_next["replace"] = 1
+        failed = w.up()
+        assert failed.error is not None and "ended FAILED" in failed.error
+        assert "error-causes" in failed.error
+        assert serves_from(w, w.issuing_ca) == [] and w.off_trust() == []
+        expect_ok(w.up())
+        assert serves_from(w, w.issuing_ca) == NODES and w.off_trust() == []
+
+
+def test_a_failed_pre_validation_replaces_nothing(tmp_path):
+    with lifecycle_world(tmp_path) as w:
+        w.lcm.fail_next["pre-validate"] = 1
+        failed = w.up()
+        assert failed.error is not None and "(pre-validate) ended FAILED" in failed.error
+        assert w.lcm.counters["replace"] == 0 and serves_from(w, w.issuing_ca) == []
+
+
+def test_a_request_that_never_finishes_times_out_with_the_setting_named(tmp_path):
+    with lifecycle_world(tmp_path) as w:
+        w.cluster["lifecycle_manager"]["request_timeout_seconds"] = 1
+        w.lcm.hang_requests = True
+        failed = w.up()
+        assert failed.error is not None
+        assert "was still INPROGRESS after 1 s (lifecycle_manager.request_timeout_seconds)" in (
+            failed.error
+        )
+        assert w.lcm.counters["replace"] == 0
+
+
+def test_a_wrong_password_is_refused_naming_the_key(tmp_path):
+    with lifecycle_world(tmp_path) as w:
+        w.stack.config["lifecycleManagerPassword"] = "not-the-password"  # noqa: S105
+        failed = w.up()
+        assert failed.error is not None and "HTTP 401" in failed.error
+        assert "lifecycleManagerPassword" in failed.error and "not-the-password" not in failed.error
+        assert w.lcm.writes() == 0
+
+
+def test_an_unverified_lifecycle_certificate_gets_no_credentials(tmp_path):
+    with lifecycle_world(tmp_path) as w:
+        (tmp_path / "certs" / "lcm-ca.pem").write_text(CertificateAuthority.create().pem)
+        failed = w.up()
+        assert failed.error is not None and "SSLError" in failed.error
+        assert w.lcm.received_bodies == [] and w.lcm.counters["authenticated"] == 0
+
+
+def test_no_lifecycle_secret_is_found_anywhere_in_the_lifecycle(tmp_path, caplog):
+    caplog.set_level(logging.DEBUG)
+    with lifecycle_world(tmp_path) as w:
+        key_body = "".join(w.stack.config["lifecycleIssuingCaKey"].strip().splitlines()[1:-1])
+        runs = [w.up()]
+        # The node key went to Lifecycle (that is the route), and nowhere else.
+        [imported] = [json.loads(b) for b in w.lcm.received_bodies if "privateKey" in b]
+        node_key = "".join(imported["privateKey"].strip().splitlines()[1:-1])
+        w.stack.config["lifecycleManagerPassword"] = "canary-wrong-lcm-guess"  # noqa: S105
+        w.cluster["extra_sans"] = ["ws1-dr.local.test"]
+        runs.append(w.up())
+        runs.append(w.stack.refresh())
+        canaries = [LCM_PASSWORD, "canary-wrong-lcm-guess", key_body[:40], node_key[:40]]
+        texts = [caplog.text]
+        for run in runs:
+            texts += [json.dumps(run.outputs, default=str), run.error or "", *run.warnings]
+            for resource in run.resources.values():
+                texts += [json.dumps(resource.inputs, default=str)]
+                texts += [json.dumps(resource.outputs, default=str)]
+                provider = resource.inputs.get(PROVIDER_KEY)
+                if isinstance(provider, str):
+                    texts.append(base64.b64decode(provider + "==").decode("latin-1"))
+        for path in tmp_path.rglob("*"):
+            if path.is_file():
+                texts.append(path.read_text(errors="replace"))
+        assert runs[0].error is None and runs[1].error is not None
+        assert [c for c in canaries for text in texts if c in text] == []
+
+
+def test_a_missing_lifecycle_password_stops_preview_naming_the_key(tmp_path, monkeypatch):
+    monkeypatch.delenv("WS1_ACCESS_LIFECYCLE_PASSWORD", raising=False)
+    with lifecycle_world(tmp_path) as w:
+        del w.stack.config["lifecycleManagerPassword"]
+        w.stack.secret_keys.discard("lifecycleManagerPassword")
+        failed = w.stack.preview()
+        assert failed.error is not None
+        assert "through the lifecycle_manager route, which needs the secret config key " in (
+            failed.error
+        )
+        assert "WS1_ACCESS_LIFECYCLE_PASSWORD" in failed.error and failed.resources == {}
+        assert w.lcm.received_bodies == []
