@@ -41,9 +41,12 @@ def check_credentials(settings: Settings, approved: Mapping[str, ApprovedCluster
     """Raise pulumi.RunError listing every credential this run will need but cannot find."""
     problems = []
     logs_in = []
+    lifecycle = []  # clusters whose run would send requests to Aria Suite Lifecycle
     for cluster in settings.clusters:
         reasons = []
         nodes = _nodes_to_fix(cluster, approved[cluster.name])
+        if nodes and cluster.certificate_method == "lifecycle_manager":
+            lifecycle.append(cluster.name)
         if nodes and cluster.certificate_method == "configurator":
             reasons.append(f"node(s) {', '.join(nodes)} need a new certificate")
         route = cluster.ssh if cluster.certificate_method == "ssh" else cluster.lifecycle_manager
@@ -96,6 +99,11 @@ def check_credentials(settings: Settings, approved: Mapping[str, ApprovedCluster
         problems.append(
             f"cluster(s) {', '.join(logs_in)}: this run would log in to the appliance "
             f"configurator, but {refusal}"
+        )
+    if lifecycle and refusal:
+        problems.append(
+            f"cluster(s) {', '.join(lifecycle)}: this run would send the Aria Suite Lifecycle "
+            f"password and a node's private key, but {refusal}"
         )
     # The program's own REST resources log in to every F5 entry whenever its declaration
     # changed or on refresh; which runs that are is not known here, so any run is refused.

@@ -135,7 +135,8 @@ class ApplianceCertificateProvider(ApplianceProvider):
         # canary (README, "Rotating the appliance certificate"), and the outage guard below
         # stops there when its new certificate is not trusted.
         for node, current in zip(nodes, before.nodes, strict=True):
-            if not needs_certificate(current, common_name, sans, issuer):
+            changed_anyway = route.changes_every_node and bool(to_fix)
+            if not changed_anyway and not needs_certificate(current, common_name, sans, issuer):
                 served.append(current)
                 continue
             after = route.install(node, current, common_name, sans)

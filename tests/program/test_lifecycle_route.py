@@ -54,9 +54,17 @@ def test_a_node_missing_a_san_gets_the_cluster_certificate_replaced(tmp_path):
         [certificate] = preview.of_type(CERTIFICATE_TYPE)
         assert certificate.inputs["nodes_needing_certificate"] == [node_fqdn(2)]
         assert w.lcm.logins() == 0  # preview never calls Lifecycle
-        expect_ok(w.up())
+        replaced = expect_ok(w.up())
         assert w.lcm.counters["replace"] == 1 and w.off_trust() == []
         assert set(node.subject_alt_names) == {SERVICE, *NODES}
+        # Lifecycle replaced every node, so every node was observed (and guarded) afterwards:
+        # what is stored is what each node serves, and the next up has nothing to do.
+        [certificate] = replaced.of_type(CERTIFICATE_TYPE)
+        served = {n.fqdn: n.leaf_pem for n in w.emulator.nodes}
+        for fqdn, pem in served.items():
+            sha256 = pki.sha256_fingerprint(pki.load_certificate(pem, fqdn))
+            assert certificate.outputs["served_sha256s"][fqdn] == sha256, fqdn
+        assert expect_ok(w.up()).changed() == {}
 
 
 def test_a_certificate_the_load_balancers_would_not_trust_is_never_sent(tmp_path):
@@ -117,6 +125,19 @@ def test_an_unverified_lifecycle_certificate_gets_no_credentials(tmp_path):
         failed = w.up()
         assert failed.error is not None and "SSLError" in failed.error
         assert w.lcm.received_bodies == [] and w.lcm.counters["authenticated"] == 0
+
+
+def test_with_sslkeylogfile_set_nothing_is_sent_to_lifecycle(tmp_path, monkeypatch):
+    """The requests carry the Lifecycle password and the node's private key; TLS keys in
+    SSLKEYLOGFILE would decrypt them (ssl.create_default_context honours the variable)."""
+    monkeypatch.setenv("SSLKEYLOGFILE", str(tmp_path / "keys.log"))
+    monkeypatch.delenv("WS1_ACCESS_ALLOW_SSLKEYLOGFILE", raising=False)
+    with lifecycle_world(tmp_path) as w:
+        refused = w.up()
+        assert refused.error is not None
+        assert "would send the Aria Suite Lifecycle password" in refused.error
+        assert w.lcm.received_bodies == [] and w.lcm.counters["authenticated"] == 0
+        assert not (tmp_path / "keys.log").exists()
 
 
 def test_no_lifecycle_secret_is_found_anywhere_in_the_lifecycle(tmp_path, caplog):

@@ -33,6 +33,10 @@ METHODS_THAT_WRITE = {
 class CertificateRoute(abc.ABC):
     """One way of putting a certificate with given names on one node."""
 
+    # True for a route whose one request changes every node of the cluster (Lifecycle):
+    # then every node, not only those that needed it, is observed and guarded afterwards.
+    changes_every_node = False
+
     def observe(self, node: NodeAddress) -> ServedNode:
         """What the node serves now (its TLS handshake and published root CA)."""
         return observe_node(node)

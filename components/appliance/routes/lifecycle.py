@@ -30,7 +30,13 @@ import requests
 from requests.adapters import HTTPAdapter
 
 from components import pki
-from components.appliance.client import ApplianceError, NodeAddress, ServedNode, request_timeout
+from components.appliance.client import (
+    ApplianceError,
+    NodeAddress,
+    ServedNode,
+    key_log_refusal,
+    request_timeout,
+)
 from components.appliance.routes import CertificateRoute, Credential
 from components.appliance.routes.issuing import (
     issue_node_certificate,
@@ -47,6 +53,10 @@ _IN_PROGRESS = ("INPROGRESS", "CREATED", "SUBMITTED")  # anything else is final
 
 
 class LifecycleRoute(CertificateRoute):
+    """Aria Suite Lifecycle replaces the product certificate: one request, every node."""
+
+    changes_every_node = True
+
     def __init__(
         self, route: Mapping[str, Any], credential: Credential, trusted_roots_pem: str
     ) -> None:
@@ -151,6 +161,8 @@ class _CaAdapter(HTTPAdapter):
 
     def __init__(self, ca_pem: str) -> None:
         self._context = ssl.create_default_context(cadata=ca_pem)
+        # create_default_context honours SSLKEYLOGFILE; key_log_refusal() decides about that.
+        self._context.keylog_filename = None  # type: ignore[assignment]
         super().__init__(max_retries=0)
 
     def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
@@ -167,6 +179,9 @@ class _Lifecycle:
     """Basic auth over verified TLS; every answer read as JSON; errors without the password."""
 
     def __init__(self, route: Mapping[str, Any], password: str) -> None:
+        refusal = key_log_refusal()
+        if refusal:  # the requests carry the Lifecycle password and the node's private key
+            raise ApplianceError(f"Aria Suite Lifecycle: not sending any request: {refusal}")
         self._route = route
         self._base = f"https://{route['address']}:{int(route['port'])}"
         self._session = requests.Session()
