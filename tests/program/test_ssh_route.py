@@ -250,3 +250,25 @@ def test_an_issuing_ca_the_stack_does_not_pin_is_refused_while_planning(tmp_path
             in (failed.error)
         )
         assert w.total("connections") == 0 and failed.resources == {}
+
+
+def test_a_cleanup_that_fails_after_a_failed_install_keeps_the_install_error(
+    tmp_path, monkeypatch
+):
+    """The install's own error is what the operator must read; a failing `rm -rf` of the
+    directory with the private key (a broken connection, say) must not replace it."""
+    from components.appliance.routes import ssh
+
+    real_run = ssh.SshInstallRoute._run
+
+    def run(self, transport, node, command, **kwargs):
+        if command.startswith("rm -rf "):
+            raise ssh.ApplianceError(f"node {node.fqdn}: the SSH connection broke")
+        return real_run(self, transport, node, command, **kwargs)
+
+    monkeypatch.setattr(ssh.SshInstallRoute, "_run", run)
+    with ssh_world(tmp_path) as w:
+        w.server(1).fail_next_install = 1
+        failed = w.up()
+        assert failed.error is not None and "exited 1" in failed.error, failed.error
+        assert "connection broke" not in failed.error

@@ -124,6 +124,7 @@ class SshInstallRoute(CertificateRoute):
                     "expected a new directory under /tmp."
                 )
             files = {name: f"{directory}/{name}" for name in ("ca.pem", "cert.pem", "key.pem")}
+            failed = True
             try:
                 for name, text in (
                     ("ca.pem", ca_pem),
@@ -136,8 +137,9 @@ class SshInstallRoute(CertificateRoute):
                     f"--cert {shlex.quote(files['cert.pem'])} --key {shlex.quote(files['key.pem'])}"
                 )
                 self._run_as_root(transport, node, script)
+                failed = False
             finally:
-                self._run(transport, node, f"rm -rf {shlex.quote(directory)}")
+                self._remove(transport, node, directory, masks_nothing=failed)
         return wait_until_served(
             node,
             certificate,
@@ -145,6 +147,21 @@ class SshInstallRoute(CertificateRoute):
             float(self._route["restart_timeout_seconds"]),
             "ssh.restart_timeout_seconds",
         )
+
+    def _remove(
+        self, transport: Any, node: NodeAddress, directory: str, *, masks_nothing: bool
+    ) -> None:
+        """Remove the directory that holds the node's private key. When the install itself
+        failed, its error is the one that counts: a failed removal must not replace it."""
+        try:
+            self._run(transport, node, f"rm -rf {shlex.quote(directory)}")
+        except (ApplianceError, OSError, paramiko.SSHException):
+            if masks_nothing:
+                return  # the install's own error is on its way; the README says what is left
+            raise ApplianceError(
+                f"node {node.fqdn}: the certificate was installed, but {directory} (it holds "
+                "the node's private key) could not be removed over SSH; remove it by hand."
+            ) from None
 
     # -- SSH -----------------------------------------------------------------------------
 
