@@ -72,10 +72,43 @@ def read_stack_file(path: Path) -> StackFile:
             value = "(set)"  # never decrypted: only whether it is set matters here
         raw[key[len(prefix) :]] = value
     try:
-        settings = parse_settings(raw, secret_keys, project_dir=_project_dir(path))
+        settings = parse_settings(
+            _without_write_routes(raw), secret_keys, project_dir=_project_dir(path)
+        )
     except SettingsError as error:
         raise StackFileError(f"stack file {path}: {error}") from None
     return StackFile(_stack_name(path), path, settings)
+
+
+def _without_write_routes(raw: dict[str, Any]) -> dict[str, Any]:
+    """The settings without each cluster's certificate route (`certificate_method`, `ssh`,
+    `lifecycle_manager`, and the nodes' SSH port and host key).
+
+    The audit never writes a certificate, so nothing of a route is used; and its files (the
+    issuing CA, the Lifecycle management CA) may exist only where `pulumi up` runs, not on a
+    monitoring host. Everything the audit judges (nodes, names, pins, load balancers) stays.
+    """
+    clusters = raw.get("clusters")
+    if not isinstance(clusters, list):
+        return raw
+    stripped: list[Any] = []
+    for cluster in clusters:
+        if isinstance(cluster, Mapping):
+            cluster = {
+                key: value
+                for key, value in cluster.items()
+                if key not in ("certificate_method", "ssh", "lifecycle_manager")
+            }
+            nodes = cluster.get("nodes")
+            if isinstance(nodes, list):
+                cluster["nodes"] = [
+                    {k: v for k, v in node.items() if k not in ("ssh_port", "ssh_host_key")}
+                    if isinstance(node, Mapping)
+                    else node
+                    for node in nodes
+                ]
+        stripped.append(cluster)
+    return {**raw, "clusters": stripped}
 
 
 def _stack_name(path: Path) -> str:

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import trustme
 
 from components.audit.__main__ import main
 from emulators.appliance import ApplianceCluster
@@ -337,3 +338,23 @@ def test_stack_files_are_read_with_the_programs_own_rules(tmp_path, appliance):
         read_stack_file(plain)
     assert "holds the appliance admin password in plain text" in str(refused.value)
     assert "hunter2-Pa55" not in str(refused.value)
+
+
+@pytest.mark.parametrize("stack", ["local", "prod"])
+def test_a_stack_whose_route_files_live_elsewhere_is_still_audited(tmp_path, stack):
+    """The audit writes no certificate, so a route's files (the issuing CA, the Lifecycle
+    management CA) are not needed: a monitoring host need not have them."""
+    from components.audit.stack_files import read_stack_file
+
+    shipped = Path(__file__).resolve().parents[2] / "stacks" / f"Pulumi.{stack}.yaml"
+    copy = tmp_path / f"Pulumi.{stack}.yaml"  # no Pulumi.yaml, no certs/ or .state/ beside it
+    text = shipped.read_text()
+    # The shipped prod example names a BIG-IP management CA file only an operator has.
+    (tmp_path / "certs").mkdir()
+    (tmp_path / "certs" / "bigip-management-ca.pem").write_text(
+        trustme.CA().cert_pem.bytes().decode()
+    )
+    copy.write_text(text)
+    read = read_stack_file(copy)
+    assert read.settings.clusters, read
+    assert all(cluster.certificate_method == "none" for cluster in read.settings.clusters)

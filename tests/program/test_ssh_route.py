@@ -252,9 +252,7 @@ def test_an_issuing_ca_the_stack_does_not_pin_is_refused_while_planning(tmp_path
         assert w.total("connections") == 0 and failed.resources == {}
 
 
-def test_a_cleanup_that_fails_after_a_failed_install_keeps_the_install_error(
-    tmp_path, monkeypatch
-):
+def test_a_cleanup_that_fails_after_a_failed_install_keeps_the_install_error(tmp_path, monkeypatch):
     """The install's own error is what the operator must read; a failing `rm -rf` of the
     directory with the private key (a broken connection, say) must not replace it."""
     from components.appliance.routes import ssh
