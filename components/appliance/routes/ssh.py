@@ -249,7 +249,10 @@ class SshInstallRoute(CertificateRoute):
                     if not data:
                         break
                     output += data
-                channel.sendall((answer + "\n").encode())
+                # Only to a prompt: with no prompt (sudo with cached credentials, NOPASSWD)
+                # the answer would be typed into the command's own input.
+                if b"assword" in output:
+                    channel.sendall((answer + "\n").encode())
             if stdin:
                 channel.sendall(stdin.encode())
             channel.shutdown_write()
@@ -258,6 +261,9 @@ class SshInstallRoute(CertificateRoute):
                 if not data:
                     break
                 output += data
+            # The exit status within what is left of the deadline, never an unbounded wait.
+            if not channel.status_event.wait(max(deadline - time.monotonic(), 0.0)):
+                raise TimeoutError(f"no exit status within {timeout:g} s")
             status = channel.recv_exit_status()
         except (TimeoutError, paramiko.SSHException, OSError) as problem:
             raise ApplianceError(
