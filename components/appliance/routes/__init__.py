@@ -13,8 +13,9 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from components.appliance.client import NodeAddress, ServedNode, observe_node
+from components.settings import SSH_SECRET_VARIABLES
 
-__all__ = ["METHODS_THAT_WRITE", "CertificateRoute", "Credential", "open_route"]
+__all__ = ["METHODS_THAT_WRITE", "CertificateRoute", "Credential", "open_route", "route_secret"]
 
 # (config key, environment variable) -> the secret, or None: TrustProvider.credential.
 Credential = Callable[[str, str], str | None]
@@ -50,6 +51,16 @@ class CertificateRoute(abc.ABC):
         self, node: NodeAddress, current: ServedNode, common_name: str, sans: Sequence[str]
     ) -> ServedNode:
         """Give `node` a certificate for these names; return what it serves afterwards."""
+
+
+def route_secret(
+    credential: Credential, route: Mapping[str, Any], setting: str, default_key: str
+) -> str | None:
+    """The secret whose config key name the route's `setting` holds. Only the default key
+    name falls back to its environment variable (as settings.password_key says)."""
+    key = str(route[setting])
+    variable = SSH_SECRET_VARIABLES[default_key] if key == default_key else ""
+    return credential(key, variable)
 
 
 def open_route(

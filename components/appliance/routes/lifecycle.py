@@ -37,13 +37,12 @@ from components.appliance.client import (
     key_log_refusal,
     request_timeout,
 )
-from components.appliance.routes import CertificateRoute, Credential
+from components.appliance.routes import CertificateRoute, Credential, route_secret
 from components.appliance.routes.issuing import (
     issue_node_certificate,
     load_issuing_ca,
     wait_until_served,
 )
-from components.settings import SSH_SECRET_VARIABLES
 
 __all__ = ["LifecycleRoute"]
 
@@ -66,13 +65,11 @@ class LifecycleRoute(CertificateRoute):
         self._installed: Any = None  # (certificate, CA PEM) once Lifecycle replaced it
 
     def _secret(self, setting: str) -> str | None:
-        key = str(self._route[setting])
         default = {
             "password_key": "lifecycleManagerPassword",
             "issuing_ca_key_key": "lifecycleIssuingCaKey",
         }[setting]
-        variable = SSH_SECRET_VARIABLES[default] if key == default else ""
-        return self._credential(key, variable)
+        return route_secret(self._credential, self._route, setting, default)
 
     def missing(self) -> list[str]:
         problems = [

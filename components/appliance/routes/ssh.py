@@ -36,13 +36,12 @@ from components.appliance.client import (
     ServedNode,
     request_timeout,
 )
-from components.appliance.routes import CertificateRoute, Credential
+from components.appliance.routes import CertificateRoute, Credential, route_secret
 from components.appliance.routes.issuing import (
     issue_node_certificate,
     load_issuing_ca,
     wait_until_served,
 )
-from components.settings import SSH_SECRET_VARIABLES
 
 __all__ = ["INSTALL_SCRIPT", "SshInstallRoute", "host_key_fingerprint"]
 
@@ -68,16 +67,13 @@ class SshInstallRoute(CertificateRoute):
         self._trusted_pem = trusted_roots_pem
 
     def _secret(self, setting: str) -> str | None:
-        key = str(self._route[setting])
         default = {
             "password_key": "sshPassword",
             "private_key_key": "sshPrivateKey",
             "root_password_key": "sshRootPassword",
             "issuing_ca_key_key": "sshIssuingCaKey",
         }[setting]
-        # Only the default key falls back to the environment (as settings.password_key says).
-        variable = SSH_SECRET_VARIABLES[default] if key == default else ""
-        return self._credential(key, variable)
+        return route_secret(self._credential, self._route, setting, default)
 
     def _needed(self) -> list[str]:
         login = "password_key" if self._route["authentication"] == "password" else "private_key_key"
