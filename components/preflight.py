@@ -23,10 +23,15 @@ from components.appliance.client import (
     configurator_paths,
     key_log_refusal,
 )
-from components.appliance.routes.configurator import probe_configurator
-from components.settings import PROJECT, SSH_SECRET_VARIABLES, Cluster, F5LoadBalancer, Settings
+from components.settings import (
+    BIGIP_PASSWORD_VARIABLE,
+    PROJECT,
+    SSH_SECRET_VARIABLES,
+    Cluster,
+    F5LoadBalancer,
+    Settings,
+)
 from components.trust_stores import check_trust_store
-from components.trust_stores.bigip_rest import BIGIP_PASSWORD_VARIABLE
 
 __all__ = [
     "BIGIP_PASSWORD_VARIABLE",
@@ -179,6 +184,9 @@ def probe_configurators(settings: Settings, approved: Mapping[str, ApprovedClust
         to_fix = set(_nodes_to_fix(cluster, approved[cluster.name]))
         if not to_fix:
             continue
+        # Imported here: the probe needs requests, which a plan without it never loads.
+        from components.appliance.routes.configurator import probe_configurator
+
         password = config.get(cluster.admin_password_key) or os.environ.get(
             ADMIN_PASSWORD_VARIABLE, ""
         )

@@ -40,7 +40,7 @@ __all__ = [
 PROJECT = "ws1-access-lb-trust"
 # Names of places a password is kept, not passwords (hence the noqa).
 ADMIN_PASSWORD_ENVIRONMENT_VARIABLE = "WS1_ACCESS_ADMIN_PASSWORD"  # noqa: S105
-_BIGIP_PASSWORD_ENVIRONMENT_VARIABLE = "BIGIP_PASSWORD"  # noqa: S105
+BIGIP_PASSWORD_VARIABLE = "BIGIP_PASSWORD"  # noqa: S105 (as the F5 provider names it)
 
 SslTermination: TypeAlias = Literal["load_balancer", "passthrough"]
 # How a node gets its certificate (README, "Certificate routes").
@@ -1335,7 +1335,7 @@ class _Parser:
             "password_key",
             _DEFAULT_BIGIP_PASSWORD_KEY,
             "BIG-IP password",
-            _BIGIP_PASSWORD_ENVIRONMENT_VARIABLE,
+            BIGIP_PASSWORD_VARIABLE,
             needed=True,
         )
         partition = self.f5_name(obj, "partition", "a BIG-IP partition name, e.g. Common")

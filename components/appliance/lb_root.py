@@ -14,12 +14,7 @@ from pulumi.dynamic import CheckFailure, CheckResult, ReadResult
 
 from components import pki
 from components.appliance.base import ApplianceProvider
-from components.appliance.client import (
-    ADMIN_PASSWORD_VARIABLE,
-    ApplianceError,
-    NodeAddress,
-    open_configurator,
-)
+from components.appliance.client import ADMIN_PASSWORD_VARIABLE, ApplianceError, NodeAddress
 from components.dynamic import is_unknown
 
 __all__ = ["ApplianceLoadBalancerRootCA", "ApplianceLoadBalancerRootCAProvider"]
@@ -81,6 +76,9 @@ class ApplianceLoadBalancerRootCAProvider(ApplianceProvider):
         completes and the next `up`, with the new root CA, repairs it. There is no
         unverified fallback: the login carries the admin password.
         """
+        # Imported here: the program declares this resource without ever loading requests.
+        from components.appliance.session import open_configurator
+
         password_key = str(props["admin_password_key"])
         password = self.credential(password_key, ADMIN_PASSWORD_VARIABLE)
         if password is None:

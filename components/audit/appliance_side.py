@@ -19,8 +19,8 @@ from components.appliance.client import (
     ApplianceError,
     NodeAddress,
     ServedNode,
-    open_configurator,
 )
+from components.appliance.session import open_configurator
 from components.settings import Cluster
 
 __all__ = ["ApplianceTrust", "read_appliance_trust"]

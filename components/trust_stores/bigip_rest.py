@@ -26,6 +26,7 @@ import requests
 
 from components.appliance.client import key_log_refusal
 from components.dynamic import TrustProvider
+from components.settings import BIGIP_PASSWORD_VARIABLE
 
 __all__ = [
     "BIGIP_PASSWORD_VARIABLE",
@@ -37,7 +38,6 @@ __all__ = [
     "tilde_path",
 ]
 
-BIGIP_PASSWORD_VARIABLE = "BIGIP_PASSWORD"  # noqa: S105 (a variable's name, as the F5 provider's)
 _TIMEOUT = 15.0
 
 

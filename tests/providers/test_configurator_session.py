@@ -17,7 +17,8 @@ import pytest
 import requests
 import trustme
 
-from components.appliance.client import ApplianceError, NodeAddress, open_configurator
+from components.appliance.client import ApplianceError, NodeAddress
+from components.appliance.session import open_configurator
 
 FQDN = "ws1-node1.local.test"
 PASSWORD = "session-canary-Pa55&word"  # noqa: S105 (a test canary)

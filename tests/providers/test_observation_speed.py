@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 import trustme
 
-from components.appliance import client, observation
+from components.appliance import client, observation, session
 from components.appliance.certificate import ApplianceCertificateProvider
 from components.appliance.client import ApplianceError, NodeAddress, ServedNode, observe_node
 from components.appliance.observation import cluster_observation, observe_nodes
@@ -87,11 +87,11 @@ def test_verified_contexts_are_built_once_per_set_of_roots_and_trust_only_those(
     with ApplianceCluster(other_fqdns, "ws2.corp.test", ADMIN_PASSWORD) as other:
         one = appliance.root_ca_pem
         both = appliance.root_ca_pem + other.root_ca_pem
-    assert client._verified_context(one, None) is client._verified_context(one, None)
-    assert client._verified_context(both, None) is not client._verified_context(one, None)
-    assert client._verified_context(one, None).cert_store_stats()["x509_ca"] == 1
-    assert client._verified_context(both, None).cert_store_stats()["x509_ca"] == 2
-    assert client._verified_context(one, None).verify_mode == ssl.CERT_REQUIRED
+    assert session._verified_context(one, None) is session._verified_context(one, None)
+    assert session._verified_context(both, None) is not session._verified_context(one, None)
+    assert session._verified_context(one, None).cert_store_stats()["x509_ca"] == 1
+    assert session._verified_context(both, None).cert_store_stats()["x509_ca"] == 2
+    assert session._verified_context(one, None).verify_mode == ssl.CERT_REQUIRED
 
 
 def test_an_answer_that_trickles_in_ends_at_the_deadline_not_per_read(monkeypatch):
@@ -207,10 +207,10 @@ def test_a_configurator_certificate_that_changes_after_its_observation_is_a_clea
     node = addresses(appliance)[0]
     observed = client.observe_configurator_certificate(node)
     appliance.node(node.fqdn).serve_configurator_certificate_of_its_own()
-    monkeypatch.setattr(client, "observe_configurator_certificate", lambda *_: observed)
+    monkeypatch.setattr(session, "observe_configurator_certificate", lambda *_: observed)
     with (
-        pytest.raises(client.PresentedAnotherCertificate) as failed,
-        client.open_configurator(node, appliance.root_ca_pem, ADMIN_PASSWORD),
+        pytest.raises(session.PresentedAnotherCertificate) as failed,
+        session.open_configurator(node, appliance.root_ca_pem, ADMIN_PASSWORD),
     ):
         pass
     assert str(failed.value).startswith(

@@ -22,9 +22,9 @@ from components.appliance.client import (
     ServedNode,
     configurator_paths,
     observe_node,
-    open_configurator,
 )
 from components.appliance.routes import CertificateRoute, Credential
+from components.appliance.session import open_configurator
 
 __all__ = ["ConfiguratorRoute", "probe_configurator"]
 

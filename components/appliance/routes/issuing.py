@@ -14,13 +14,8 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from components import pki
-from components.appliance.client import (
-    ApplianceError,
-    NodeAddress,
-    ServedNode,
-    heartbeat_ok,
-    observe_node,
-)
+from components.appliance.client import ApplianceError, NodeAddress, ServedNode, observe_node
+from components.appliance.session import heartbeat_ok
 
 __all__ = ["issue_node_certificate", "load_issuing_ca", "wait_until_served"]
 
