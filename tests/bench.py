@@ -17,7 +17,9 @@
 * times, as ratios measured side by side in this one run, so that they do not depend on the
   machine: observing nodes in round trips (RTT = the latency the emulator injects into every
   request; target at most 1.5), a program run against the bare `import pulumi` (target
-  under 2 for 100 pem_file load balancers), and a first up that regenerates every node.
+  under 2 for 100 pem_file load balancers; printed beside the SDK's own floor for the same
+  resources, and beside the same preview under the test harness; see tests/preview_once.py),
+  and a first up that regenerates every node.
 """
 
 from __future__ import annotations
@@ -285,9 +287,9 @@ def observe_and_judge(by_cluster: dict[str, list[NodeAddress]]) -> None:
         cluster_observation(name, group, results)
 
 
-def timed(action: Callable[..., Any], *arguments: Any) -> float:
+def timed(action: Callable[..., Any], *arguments: Any, **keywords: Any) -> float:
     start = time.perf_counter()
-    action(*arguments)
+    action(*arguments, **keywords)
     return time.perf_counter() - start
 
 
@@ -353,19 +355,38 @@ def print_program_run_times() -> None:
                 "bigipPassword": "bench-bigip-password",
             },
         }
+        # Byte-compiled once (into the usual, git-ignored __pycache__ folders), as any Python
+        # program is on its first run: this machine sets PYTHONDONTWRITEBYTECODE, and the
+        # SDK's modules were compiled when pip installed them, so without this the comparison
+        # would charge the compilation of our modules only.
+        python("-m", "compileall", "-q", "components", "tests", "emulators", "__main__.py")
         for label, config in runs.items():
             path = directory / "config.json"
             path.write_text(json.dumps({"config": config, "cwd": tmp}))
-            bare, program = [], []
-            for _ in range(5):  # side by side, so that both see the same machine load
-                bare.append(timed(python, "-c", "import pulumi"))
-                program.append(timed(lambda: python("-m", "tests.preview_once", str(path))))  # noqa: B023
-            ratio = statistics.median(program) / statistics.median(bare)
-            print(f"program run, {label}: {ratio:.2f} x the bare SDK import")
+            times: dict[str, list[float]] = collections.defaultdict(list)
+            for _ in range(5):  # side by side, so that all see the same machine load
+                times["bare"].append(timed(python, "-c", "import pulumi"))
+                for monitor in ("sdk-mocks", "floor", "harness"):
+                    times[monitor].append(
+                        timed(python, "-m", "tests.preview_once", str(path), monitor)
+                    )
+            bare = statistics.median(times["bare"])
+            ratio = {name: statistics.median(values) / bare for name, values in times.items()}
+            floor = (
+                f"; the SDK's own cost for its {len(pem_files)} bundle resources, declared by a "
+                f"program that does nothing else: {ratio['floor']:.2f} x"
+                if label.startswith("100 pem_file")
+                else ""
+            )
+            print(
+                f"program run, {label}: {ratio['sdk-mocks']:.2f} x the bare SDK import "
+                f"(under the SDK's mocks{floor}; under the test harness, with every "
+                f"provider's Check and Diff in the same process: {ratio['harness']:.2f} x)"
+            )
 
 
-def python(*arguments: str) -> None:
-    environment = {**os.environ, "WS1_ACCESS_ADMIN_PASSWORD": PASSWORD}
+def python(*arguments: str, **variables: str) -> None:
+    environment = {**os.environ, "WS1_ACCESS_ADMIN_PASSWORD": PASSWORD, **variables}
     subprocess.run(  # noqa: S603 (this interpreter, fixed arguments)
         [sys.executable, *arguments], check=True, cwd=PROJECT_DIR, env=environment
     )
