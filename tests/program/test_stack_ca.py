@@ -188,7 +188,9 @@ def test_a_node_publishing_another_root_ca_with_the_stack_cas_name_is_refused(tm
         before = {lb: w.trusted(lb) for lb in ("proxy-a", "proxy-b")}
         # Node 2 now publishes (and serves from) a CA that copies the stack CA's subject.
         impostor = CertificateAuthority.create(subject=stack_ca_subject(SERVICE))
-        assert impostor.certificate.subject == pki.load_certificate(ca["certificate_pem"], "").subject
+        assert (
+            impostor.certificate.subject == pki.load_certificate(ca["certificate_pem"], "").subject
+        )
         node = w.emulator.node(node_fqdn(2))
         node._install(impostor, impostor.issue(SERVICE, [SERVICE, *NODES, "ws1-dr.local.test"]))
 
