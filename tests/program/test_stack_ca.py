@@ -219,3 +219,15 @@ def test_a_root_ca_with_another_name_follows_the_pins_while_planning(tmp_path):
         assert failed.error is not None and "root CA pin mismatch" in failed.error
         assert f"node {node_fqdn(3)} serves {other.sha256}" in failed.error
         assert failed.resources == {}
+
+
+def test_a_missing_ssh_password_stops_preview_and_no_ca_key_is_asked_for(tmp_path, monkeypatch):
+    monkeypatch.delenv("WS1_ACCESS_SSH_PASSWORD", raising=False)
+    monkeypatch.delenv("WS1_ACCESS_SSH_ISSUING_CA_KEY", raising=False)
+    with ssh_world(tmp_path, generated_ca=True) as w:
+        del w.stack.config["sshPassword"]
+        w.stack.secret_keys.discard("sshPassword")
+        failed = w.stack.preview()
+        assert failed.error is not None and "sshPassword" in failed.error
+        assert "IssuingCaKey" not in failed.error and "ISSUING_CA_KEY" not in failed.error
+        assert failed.resources == {} and w.total("connections") == 0
