@@ -104,6 +104,9 @@ def test_first_up_trusts_the_stack_ca_first_then_moves_every_node_to_it(tmp_path
         certificate_urn = next(u for u in registered if u.endswith("certificate"))
         assert registered.index(ca_urn) < registered.index(root_urn)
         assert registered.index(root_urn) < registered.index(certificate_urn)
+        bundles = [u for u in registered if ":PemTrustBundle::" in u]
+        assert len(bundles) == 2, registered
+        assert all(registered.index(u) < registered.index(certificate_urn) for u in bundles)
 
         # The CA as asked: self-signed root, RSA 3072, pathlen 0, keyCertSign + cRLSign.
         certificate = pki.load_certificate(ca["certificate_pem"], "the stack CA")

@@ -209,7 +209,8 @@ def test_issuing_ca_generated_is_for_the_ssh_route_only(tmp_path: Path) -> None:
         )
     [line] = caught.value.problems
     assert line.startswith(
-        f"{P}.lifecycle_manager.issuing_ca: generated is available only with certificate_method: ssh"
+        f"{P}.lifecycle_manager.issuing_ca: generated is available only with "
+        "certificate_method: ssh"
     )
 
 
