@@ -167,7 +167,7 @@ def nodes_to_fix(cluster: Cluster, observation: ClusterObservation) -> list[str]
     With the stack's own CA, known here only by its subject, these are the nodes that surely
     need one (a root CA without that subject did not issue from it); `_stack_ca_to_fix`
     gives the exact list once the CA is known."""
-    if cluster.generates_ca:
+    if cluster.generates_ca and cluster.writes_certificates:
         subject = stack_ca_subject(cluster.service_fqdn)
         named = set(
             observation.nodes_needing_certificate(cluster.service_fqdn, required_names(cluster))
@@ -378,7 +378,7 @@ class AccessTrust(pulumi.ComponentResource):
         required = required_names(cluster)
         to_fix = set(nodes_to_fix(cluster, observation))
         self._warn_about_route(cluster, [n.fqdn for n in observation.nodes if n.fqdn in to_fix])
-        if self.stack_ca is not None:
+        if self.stack_ca is not None and cluster.writes_certificates:
             # Known only as an output: said where it is known, or said that it is not.
             self.stack_ca.certificate_pem.apply(
                 lambda pem: self._warn_about_stack_ca(cluster, observation, pem, warning_days, now),
@@ -434,7 +434,7 @@ class AccessTrust(pulumi.ComponentResource):
             nodes = ", ".join(node.fqdn for node in observation.nodes)
             pulumi.log.warn(
                 f"cluster {cluster.name}: this stack's own CA (ssh.issuing_ca: generated) is "
-                "made in this run (a new stack, or a new service_fqdn), so this preview cannot "
+                "made in this run (its first run, or a new service_fqdn), so this preview cannot "
                 "show its fingerprint, nor the exact bundle the load balancers get. `pulumi "
                 f"up` generates a new root CA ({subject}, RSA 3072, 10 years), writes it into "
                 "every load balancer's trust store FIRST (next to the root CAs trusted now), "

@@ -248,14 +248,10 @@ class Cluster:
 
     @property
     def generates_ca(self) -> bool:
-        """True when the stack's own CA (generated, key kept as a secret output) issues the
-        node certificates: ssh with `issuing_ca: generated`, and certificates are written."""
-        return (
-            self.writes_certificates
-            and self.certificate_method == "ssh"
-            and self.ssh is not None
-            and self.ssh.generated_ca
-        )
+        """True when the stack owns a CA (generated, key kept as a secret output) that issues
+        the node certificates: ssh with `issuing_ca: generated`. Also with manage_certificate:
+        false: the CA stays in the stack (and trusted) while certificates are left alone."""
+        return self.certificate_method == "ssh" and self.ssh is not None and self.ssh.generated_ca
 
     @property
     def writes_certificates(self) -> bool:

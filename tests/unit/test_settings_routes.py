@@ -227,3 +227,9 @@ def test_without_manage_certificate_the_ssh_secrets_are_not_required() -> None:
     config["clusters"][0]["manage_certificate"] = True
     [line] = problems(config)
     assert line.startswith(f"{P}.ssh.password_key: names a config key that this stack does not set")
+
+
+def test_a_generated_ca_stays_in_the_stack_when_certificates_are_left_alone() -> None:
+    config = raw(manage_certificate=False, ssh={"user": "sshuser", "issuing_ca": "generated"})
+    cluster = parse_settings(config, SECRETS).clusters[0]
+    assert cluster.generates_ca and not cluster.writes_certificates
