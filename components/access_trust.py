@@ -4,12 +4,18 @@ Data flows one way: the cluster observation (made while the program runs, so pre
 it) -> the approved root CA(s) -> every load balancer's trust store; the node certificate
 with the names the termination mode requires; and, where the load balancer terminates SSL
 with its own private CA, that CA on the appliance.
+
+A cluster whose ssh route issues from the stack's own CA (`ssh.issuing_ca: generated`) has
+one more step in front: that CA (components/appliance/stack_ca.py). Its certificate is a
+resource output, never a plain value while the program runs, so what depends on it (the
+planned bundle, which nodes need a certificate) is computed with `.apply` over it, and the
+nodes that may publish it are settled by fingerprint where it is known (ApplianceRootCA).
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -27,9 +33,13 @@ from components.appliance.observation import (
     cluster_observation,
     decide_trust,
     observe_nodes,
+    stack_ca_claims,
+    with_stack_ca,
 )
 from components.appliance.root_ca import ApplianceRootCA
 from components.appliance.routes import METHODS_THAT_WRITE
+from components.appliance.stack_ca import StackIssuingCA, stack_ca_subject
+from components.dynamic import is_unknown
 from components.naming import Names
 from components.settings import PROJECT, Cluster
 from components.trust_stores import ClusterTrust, TrustStoreOutputs, declare_trust_store
@@ -67,6 +77,9 @@ class ApprovedCluster:
     trusted_root_cas: tuple[x509.Certificate, ...]
     # The root CA trusted ahead of the nodes moving to it (see incoming_root_ca_pem).
     incoming_root_ca_pem: str | None = None
+    # Stack's own CA only: node -> the unpinned root CA it publishes under that CA's subject,
+    # left out of `trusted_root_cas` for the exact check (decide_trust, stack_ca_claims).
+    stack_ca_claims: dict[str, str] = field(default_factory=dict)
 
 
 def observe_and_approve(
@@ -110,10 +123,20 @@ def _approve(
     key = "incoming_root_ca" if cluster.incoming_root_ca else _issuing_ca_key(cluster)
     if incoming_pem is not None:
         incoming = pki.load_certificate(incoming_pem, f"config key {config_key}.{key}")
+    subject = stack_ca_subject(cluster.service_fqdn) if cluster.generates_ca else None
     trusted = decide_trust(
-        observation, cluster.root_ca_sha256, cluster.trust_on_first_use, incoming, now, key
+        observation,
+        cluster.root_ca_sha256,
+        cluster.trust_on_first_use,
+        incoming,
+        now,
+        key,
+        stack_ca_subject=subject,
     )
-    return ApprovedCluster(observation, trusted, incoming_pem)
+    claims = (
+        {} if subject is None else stack_ca_claims(observation, subject, cluster.root_ca_sha256)
+    )
+    return ApprovedCluster(observation, trusted, incoming_pem, claims)
 
 
 def _issuing_ca_key(cluster: Cluster) -> str:
@@ -139,7 +162,21 @@ def incoming_root_ca_pem(cluster: Cluster, observation: ClusterObservation) -> s
 
 def nodes_to_fix(cluster: Cluster, observation: ClusterObservation) -> list[str]:
     """The nodes that need a new certificate: wrong names or validity, or, with a route
-    that issues from the operator's CA (ssh, lifecycle_manager), one that CA did not issue."""
+    that issues from the operator's CA (ssh, lifecycle_manager), one that CA did not issue.
+
+    With the stack's own CA, known here only by its subject, these are the nodes that surely
+    need one (a root CA without that subject did not issue from it); `_stack_ca_to_fix`
+    gives the exact list once the CA is known."""
+    if cluster.generates_ca and cluster.writes_certificates:
+        subject = stack_ca_subject(cluster.service_fqdn)
+        named = set(
+            observation.nodes_needing_certificate(cluster.service_fqdn, required_names(cluster))
+        )
+        return [
+            node.fqdn
+            for node in observation.nodes
+            if node.fqdn in named or node.root_ca.subject != subject
+        ]
     issuer = None
     if cluster.writes_certificates and cluster.issuing_ca:
         issuer = pki.load_certificate(cluster.issuing_ca, _issuing_ca_key(cluster))
@@ -148,9 +185,23 @@ def nodes_to_fix(cluster: Cluster, observation: ClusterObservation) -> list[str]
     )
 
 
-def route_input(cluster: Cluster) -> dict[str, Any] | None:
+def _stack_ca_to_fix(
+    cluster: Cluster, observation: ClusterObservation, stack_ca_pem: str
+) -> list[str]:
+    """The exact nodes that need a certificate from the stack's CA (its PEM now known)."""
+    stack_ca = pki.load_certificate(stack_ca_pem, "the stack's CA")
+    return observation.nodes_needing_certificate(
+        cluster.service_fqdn, required_names(cluster), stack_ca
+    )
+
+
+def route_input(
+    cluster: Cluster, stack_ca_pem: pulumi.Output[str] | None = None
+) -> dict[str, Any] | None:
     """The route's resource input: key NAMES and public facts, never a secret (None for the
-    configurator, whose input is admin_password_key, as before routes existed)."""
+    configurator, whose input is admin_password_key, as before routes existed). With the
+    stack's own CA, its certificate (`stack_ca_pem`) is the issuing CA and no key is named:
+    the key is ApplianceCertificate's secret input instead."""
     lifecycle = cluster.lifecycle_manager
     if cluster.certificate_method == "lifecycle_manager" and lifecycle is not None:
         return {
@@ -177,8 +228,8 @@ def route_input(cluster: Cluster) -> dict[str, Any] | None:
         "password_key": ssh.password_key,
         "private_key_key": ssh.private_key_key,
         "root_password_key": ssh.root_password_key,
-        "issuing_ca_pem": ssh.issuing_ca,
-        "issuing_ca_key_key": ssh.issuing_ca_key_key,
+        "issuing_ca_pem": stack_ca_pem if stack_ca_pem is not None else ssh.issuing_ca,
+        "issuing_ca_key_key": "" if stack_ca_pem is not None else ssh.issuing_ca_key_key,
         "restart_timeout_seconds": ssh.restart_timeout_seconds,
         "endpoints": {
             node.fqdn: {"port": node.ssh_port or ssh.port, "host_key": node.ssh_host_key}
@@ -213,6 +264,26 @@ class AccessTrust(pulumi.ComponentResource):
         nodes = node_addresses(cluster)
         observation = approved.observation
 
+        # The stack's own CA first: the load balancers always trust it (the stack made it,
+        # no pin needed), so the planned roots are those approved above plus it.
+        self.stack_ca: StackIssuingCA | None = None
+        planned: Any = approved.trusted_root_cas
+        stack_ca_pem = None
+        if cluster.generates_ca:
+            self.stack_ca = StackIssuingCA(
+                names("issuing-ca"),
+                cluster=cluster.name,
+                service_fqdn=cluster.service_fqdn,
+                opts=names.options("issuing-ca", child),
+            )
+            stack_ca_pem = self.stack_ca.certificate_pem
+            planned = stack_ca_pem.apply(
+                lambda pem: with_stack_ca(
+                    approved.trusted_root_cas, pki.load_certificate(pem, "the stack's CA")
+                )
+            )
+        self.planned_roots = planned
+
         self.root_ca = ApplianceRootCA(
             names("root-ca"),
             cluster=cluster.name,
@@ -220,7 +291,9 @@ class AccessTrust(pulumi.ComponentResource):
             pins=list(cluster.root_ca_sha256),
             trust_on_first_use=cluster.trust_on_first_use,
             incoming_root_ca_pem=approved.incoming_root_ca_pem,
-            trusted_root_cas=approved.trusted_root_cas,
+            trusted_root_cas=planned,
+            stack_ca_pem=stack_ca_pem,
+            stack_ca_claims=approved.stack_ca_claims,
             opts=names.options("root-ca", child),
         )
         trust = ClusterTrust(
@@ -235,6 +308,9 @@ class AccessTrust(pulumi.ComponentResource):
 
         if cluster.writes_certificates:
             required = required_names(cluster)
+            to_fix: Any = nodes_to_fix(cluster, observation)
+            if stack_ca_pem is not None:
+                to_fix = stack_ca_pem.apply(lambda pem: _stack_ca_to_fix(cluster, observation, pem))
             self.certificate: ApplianceCertificate | None = ApplianceCertificate(
                 names("certificate"),
                 cluster=cluster.name,
@@ -244,8 +320,9 @@ class AccessTrust(pulumi.ComponentResource):
                 admin_password_key=cluster.admin_password_key,
                 trusted_root_ca_bundle_pem=self.root_ca.root_ca_bundle_pem,
                 observation=observation,
-                nodes_needing_certificate=nodes_to_fix(cluster, observation),
-                route=route_input(cluster),
+                nodes_needing_certificate=to_fix,
+                route=route_input(cluster, stack_ca_pem),
+                issuing_ca_key_pem=self.stack_ca.private_key_pem if self.stack_ca else None,
                 # Every trust store first: a node may only move to a root CA once every
                 # load balancer trusts it (README, "Rotating the appliance certificate").
                 opts=names.options(
@@ -286,10 +363,12 @@ class AccessTrust(pulumi.ComponentResource):
         now: datetime | None,
     ) -> None:
         observation = approved.observation
-        if cluster.trust_on_first_use:
+        # Root CAs that may be the stack's own are judged by fingerprint, never on first use.
+        first_use = observation.without(approved.stack_ca_claims).root_ca_sha256s
+        if cluster.trust_on_first_use and first_use:
             pulumi.log.warn(
                 f"cluster {cluster.name}: TRUST ON FIRST USE. The load balancers will trust "
-                f"root CA {', '.join(observation.root_ca_sha256s)} as the nodes publish it, "
+                f"root CA {', '.join(first_use)} as the nodes publish it, "
                 "without a pin. Compare it with the appliance console (Install SSL "
                 "Certificates > Server Certificate) and pin it with root_ca_sha256.",
                 resource=self,
@@ -299,17 +378,14 @@ class AccessTrust(pulumi.ComponentResource):
         required = required_names(cluster)
         to_fix = set(nodes_to_fix(cluster, observation))
         self._warn_about_route(cluster, [n.fqdn for n in observation.nodes if n.fqdn in to_fix])
-        if cluster.writes_certificates:
-            # The Python dynamic host returns no detailed diff, so `preview --diff` shows the
-            # certificate's update without property lines: say here what will change.
-            for node in observation.nodes:
-                if node.fqdn in to_fix:
-                    pulumi.log.warn(
-                        f"cluster {cluster.name}: node {node.fqdn} gets a new certificate in "
-                        f"this run: {_what_is_wrong(node, cluster.service_fqdn, required)}; "
-                        f"the new one: CN {cluster.service_fqdn}, SANs {', '.join(required)}.",
-                        resource=self,
-                    )
+        if self.stack_ca is not None and cluster.writes_certificates:
+            # Known only as an output: said where it is known, or said that it is not.
+            self.stack_ca.certificate_pem.apply(
+                lambda pem: self._warn_about_stack_ca(cluster, observation, pem, warning_days, now),
+                run_with_unknowns=True,
+            )
+        elif cluster.writes_certificates:
+            self._warn_new_certificates(cluster, observation, to_fix)
         elif not cluster.manage_certificate:
             for fqdn in (node.fqdn for node in observation.nodes if node.fqdn in to_fix):
                 pulumi.log.warn(
@@ -326,6 +402,53 @@ class AccessTrust(pulumi.ComponentResource):
                 warning_days,
                 now,
             )
+
+    def _warn_new_certificates(
+        self, cluster: Cluster, observation: ClusterObservation, to_fix: Iterable[str]
+    ) -> None:
+        # The Python dynamic host returns no detailed diff, so `preview --diff` shows the
+        # certificate's update without property lines: say here what will change.
+        required = required_names(cluster)
+        fixing = set(to_fix)
+        for node in observation.nodes:
+            if node.fqdn in fixing:
+                pulumi.log.warn(
+                    f"cluster {cluster.name}: node {node.fqdn} gets a new certificate in "
+                    f"this run: {_what_is_wrong(node, cluster.service_fqdn, required)}; "
+                    f"the new one: CN {cluster.service_fqdn}, SANs {', '.join(required)}.",
+                    resource=self,
+                )
+
+    def _warn_about_stack_ca(
+        self,
+        cluster: Cluster,
+        observation: ClusterObservation,
+        pem: Any,
+        warning_days: int,
+        now: datetime | None,
+    ) -> None:
+        """The stack's own CA: once known, which nodes move to it (and its expiry); while a
+        preview creates it, what this preview cannot know, instead of a guess."""
+        if is_unknown(pem) or not pem:
+            subject = stack_ca_subject(cluster.service_fqdn).rfc4514_string()
+            nodes = ", ".join(node.fqdn for node in observation.nodes)
+            pulumi.log.warn(
+                f"cluster {cluster.name}: this stack's own CA (ssh.issuing_ca: generated) is "
+                "made in this run (its first run, or a new service_fqdn), so this preview cannot "
+                "show its fingerprint, nor the exact bundle the load balancers get. `pulumi "
+                f"up` generates a new root CA ({subject}, RSA 3072, 10 years), writes it into "
+                "every load balancer's trust store FIRST (next to the root CAs trusted now), "
+                f"then gives every node ({nodes}) a certificate from it over SSH, one node at "
+                "a time, each verified against the load balancers before the next. Its key "
+                "is kept only as a secret in the stack state.",
+                resource=self,
+            )
+            return
+        stack_ca = pki.load_certificate(str(pem), "the stack's CA")
+        self._warn_expiry(cluster.name, "the stack's own CA", stack_ca, warning_days, now)
+        self._warn_new_certificates(
+            cluster, observation, _stack_ca_to_fix(cluster, observation, str(pem))
+        )
 
     def _warn_about_route(self, cluster: Cluster, to_fix: list[str]) -> None:
         """Say what the chosen route will not do: `none` never writes, and the load balancer
@@ -392,8 +515,11 @@ class AccessTrust(pulumi.ComponentResource):
         # Only clock-independent values: `pulumi up --plan` compares every output with the
         # saved plan, so a "days left" figure would break a plan saved the day before.
         # Days left are in the preview warnings (_warn_expiry) instead.
-        first_to_expire = min(approved.trusted_root_cas, key=lambda root: root.not_valid_after_utc)
-        expires_on = first_to_expire.not_valid_after_utc.date().isoformat()
+        expires_on: Any
+        if isinstance(self.planned_roots, pulumi.Output):  # with the stack's own CA
+            expires_on = self.planned_roots.apply(_first_expiry)
+        else:
+            expires_on = _first_expiry(approved.trusted_root_cas)
         return {
             "service_fqdn": cluster.service_fqdn,
             "root_ca_sha256s": self.root_ca.root_ca_sha256s,
@@ -408,6 +534,11 @@ class AccessTrust(pulumi.ComponentResource):
             },
             "node_certificates": self.certificate.served if self.certificate else None,
         }
+
+
+def _first_expiry(roots: Sequence[x509.Certificate]) -> str:
+    first_to_expire = min(roots, key=lambda root: root.not_valid_after_utc)
+    return first_to_expire.not_valid_after_utc.date().isoformat()
 
 
 def _what_is_wrong(node: ServedNode, service_fqdn: str, required: Sequence[str]) -> str:

@@ -98,12 +98,16 @@ class CertificateAuthority:
 
     @classmethod
     def create(
-        cls, key_type: str = "rsa2048", validity: datetime.timedelta = ROOT_CA_VALIDITY
+        cls,
+        key_type: str = "rsa2048",
+        validity: datetime.timedelta = ROOT_CA_VALIDITY,
+        subject: x509.Name | None = None,
     ) -> CertificateAuthority:
+        """`subject`: another CA's name, copied (tests of a CA that only claims a name)."""
         key = new_private_key(key_type)
         # The appliance names its root after the product plus a random suffix, so two
         # appliances never produce the same subject; the suffix mimics that.
-        name = x509.Name(
+        name = subject or x509.Name(
             [
                 x509.NameAttribute(
                     NameOID.COMMON_NAME, f"vmware Identity Manager Root CA {secrets.token_hex(5)}"

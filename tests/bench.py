@@ -46,6 +46,7 @@ from components.appliance.client import NodeAddress
 from components.appliance.lb_root import ApplianceLoadBalancerRootCAProvider
 from components.appliance.observation import cluster_observation, observe_nodes
 from components.appliance.root_ca import ApplianceRootCAProvider
+from components.appliance.stack_ca import StackIssuingCAProvider
 from components.trust_stores.f5_device_group import (
     DeviceGroupCheckProvider,
     DeviceGroupSyncProvider,
@@ -66,6 +67,7 @@ PROVIDERS = {
     "ApplianceRootCA": ApplianceRootCAProvider,
     "ApplianceCertificate": ApplianceCertificateProvider,
     "ApplianceLoadBalancerRootCA": ApplianceLoadBalancerRootCAProvider,
+    "StackIssuingCA": StackIssuingCAProvider,
     "PemTrustBundle": PemTrustBundleProvider,
     "ServerSslNameCheck": ServerSslNameCheckProvider,
     "DeviceGroupCheck": DeviceGroupCheckProvider,
@@ -158,6 +160,19 @@ def print_route_counts() -> None:
             result = ssh.up()
             assert result.error is None, result.error
             if label != "settle-ssh":  # the second up only drops the old root CA
+                print(
+                    f"scenario {label}: writes {ssh.total('installs')}, "
+                    f"logins {ssh.total('logins')}"
+                )
+    # The same with the stack's own CA (ssh.issuing_ca: generated).
+    with (
+        tempfile.TemporaryDirectory() as directory,
+        ssh_world(Path(directory), generated_ca=True) as ssh,
+    ):
+        for label in ("first-up-ssh-generated-ca", "settle", "no-change-ssh-generated-ca"):
+            result = ssh.up()
+            assert result.error is None, result.error
+            if label != "settle":  # the second up only drops the appliance's old root CA
                 print(
                     f"scenario {label}: writes {ssh.total('installs')}, "
                     f"logins {ssh.total('logins')}"

@@ -48,6 +48,9 @@ _INPUT_KEYS = (
 )
 # Inputs that are the program's observation of the cluster, not part of the declaration.
 _OBSERVATIONS = ("served_sha256s", "nodes_needing_certificate")
+# The stack CA's private key (`ssh.issuing_ca: generated`): a secret input, never copied to
+# the outputs and never compared (it is the key of route.issuing_ca_pem, which is).
+_ISSUING_CA_KEY = "issuing_ca_key_pem"
 
 
 class ApplianceCertificateProvider(ApplianceProvider):
@@ -79,7 +82,11 @@ class ApplianceCertificateProvider(ApplianceProvider):
         up that regenerated; pkg/resource/deploy/step.go, RefreshStep). The live answer
         settles it, at the cost of one observation per node only in that case.
         """
-        declared = {key: value for key, value in news.items() if key not in _OBSERVATIONS}
+        declared = {
+            key: value
+            for key, value in news.items()
+            if key not in _OBSERVATIONS and key != _ISSUING_CA_KEY
+        }
         result = diff_inputs(olds, declared, self.replace_keys)
         if result.changes or is_unknown(news.get("served_sha256s")):
             return DiffResult(changes=True, replaces=result.replaces, delete_before_replace=False)
@@ -118,7 +125,7 @@ class ApplianceCertificateProvider(ApplianceProvider):
         # new certificate, one node at a time (rolling), each observed once more afterwards.
         # A node that cannot be observed stops the change before any node is touched.
         before = cluster_observation(cluster, nodes, observe_nodes(nodes))
-        route = open_route(props, self.credential, trusted_pem)
+        route = open_route(props, self.credential, trusted_pem)  # the key stays in `route`
         issuer = _issuer(props)
         to_fix = [
             node.fqdn for node in before.nodes if needs_certificate(node, common_name, sans, issuer)
@@ -155,13 +162,13 @@ class ApplianceCertificateProvider(ApplianceProvider):
 
 
 def _issuer(props: dict[str, Any]) -> x509.Certificate | None:
-    """The CA the cluster's route issues from, when it has one of its own (ssh): a node
-    serving a certificate from any other CA needs a new one."""
+    """The CA the cluster's route issues from, when it has one of its own (ssh,
+    lifecycle_manager): a node serving a certificate from any other CA needs a new one."""
     route = props.get("route") or {}
     pem = route.get("issuing_ca_pem") if isinstance(route, dict) else None
     if not pem or is_unknown(pem):
         return None
-    return pki.load_certificate(str(pem), "ssh.issuing_ca")
+    return pki.load_certificate(str(pem), f"{route.get('method')}.issuing_ca")
 
 
 def _observe(props: dict[str, Any]) -> ClusterObservation:
@@ -247,8 +254,9 @@ class ApplianceCertificate(pulumi.dynamic.Resource, module="ws1", name="Applianc
         admin_password_key: str,
         trusted_root_ca_bundle_pem: pulumi.Input[str],
         observation: ClusterObservation,
-        nodes_needing_certificate: list[str],
+        nodes_needing_certificate: pulumi.Input[list[str]],
         route: dict[str, Any] | None = None,
+        issuing_ca_key_pem: pulumi.Output[str] | None = None,
         opts: pulumi.ResourceOptions | None = None,
     ) -> None:
         props: dict[str, Any] = {
@@ -267,4 +275,9 @@ class ApplianceCertificate(pulumi.dynamic.Resource, module="ws1", name="Applianc
             # Names of secret keys and public facts only (see routes/ssh.py); absent for the
             # configurator, so stacks declared before routes existed plan no change.
             props["route"] = route
+        if issuing_ca_key_pem is not None:
+            # The stack CA's key: secret here, in the state (encrypted) and only here; the
+            # provider reads it from its inputs and never returns it (stack_ca.py says how
+            # the engine keeps it secret).
+            props[_ISSUING_CA_KEY] = pulumi.Output.secret(issuing_ca_key_pem)
         super().__init__(ApplianceCertificateProvider(), name, props, opts)

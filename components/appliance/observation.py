@@ -13,7 +13,7 @@ one bounded pool (`observe_nodes`); what each cluster serves is then judged on i
 from __future__ import annotations
 
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime
@@ -31,10 +31,13 @@ __all__ = [
     "TrustDecisionError",
     "cluster_observation",
     "decide_trust",
+    "impostor_refusal",
     "needs_certificate",
     "observe_cluster",
     "observe_nodes",
     "oldest_first",
+    "stack_ca_claims",
+    "with_stack_ca",
 ]
 
 # Connections open at once. Each is one small request that mostly waits on the network, so
@@ -71,6 +74,13 @@ class ClusterObservation:
 
     def node_root_ca_sha256s(self) -> dict[str, str]:
         return {node.fqdn: node.root_ca_sha256 for node in self.nodes}
+
+    def without(self, fqdns: Collection[str]) -> ClusterObservation:
+        """The same observation without these nodes (and the root CAs only they publish)."""
+        nodes = tuple(node for node in self.nodes if node.fqdn not in fqdns)
+        kept = {node.root_ca_sha256 for node in nodes}
+        roots = tuple(root for root in self.root_cas if pki.sha256_fingerprint(root) in kept)
+        return ClusterObservation(cluster=self.cluster, nodes=nodes, root_cas=roots)
 
     def nodes_needing_certificate(
         self,
@@ -174,6 +184,28 @@ def observe_cluster(
     return cluster_observation(cluster, nodes, observe_nodes(nodes, timeout), now)
 
 
+def stack_ca_claims(
+    observation: ClusterObservation, subject: x509.Name, pins: Sequence[str]
+) -> dict[str, str]:
+    """Node FQDN -> fingerprint of the root CA it publishes, for every node whose root CA
+    carries the stack CA's subject without being pinned: it is approved only if it IS the
+    stack's CA (fingerprint equality, checked where that CA is known), never by its name."""
+    return {
+        node.fqdn: node.root_ca_sha256
+        for node in observation.nodes
+        if node.root_ca.subject == subject and node.root_ca_sha256 not in pins
+    }
+
+
+def with_stack_ca(
+    roots: Sequence[x509.Certificate], stack_ca: x509.Certificate
+) -> tuple[x509.Certificate, ...]:
+    """`roots` and the stack's own CA, each once, in the one stable order (oldest_first)."""
+    own = pki.sha256_fingerprint(stack_ca)
+    others = [root for root in roots if pki.sha256_fingerprint(root) != own]
+    return oldest_first([*others, stack_ca])
+
+
 def decide_trust(
     observation: ClusterObservation,
     pins: Sequence[str],
@@ -181,6 +213,9 @@ def decide_trust(
     incoming_root_ca: x509.Certificate | None = None,
     now: datetime | None = None,
     incoming_key: str = "incoming_root_ca",
+    *,
+    stack_ca: x509.Certificate | None = None,
+    stack_ca_subject: x509.Name | None = None,
 ) -> tuple[x509.Certificate, ...]:
     """The root CAs the load balancers must trust; TrustDecisionError when they may not.
 
@@ -190,6 +225,13 @@ def decide_trust(
     nodes must publish the same root CA. `incoming_root_ca` (from the stack config) is the
     root CA a rotation moves to: it is trusted ahead of time, so that no node ever serves
     a certificate its load balancers do not trust yet.
+
+    The stack's own CA (`ssh.issuing_ca: generated`) needs no pin: the stack generated it.
+    Where its certificate is known (`stack_ca`, in the providers), it is always trusted, a
+    node publishing exactly it is approved, and an unpinned root CA that carries its subject
+    but is another certificate is refused. Where only its subject is known
+    (`stack_ca_subject`, while the program runs), the nodes whose root CA carries it are left
+    out of this decision and out of the result, for the exact check to settle.
     """
     cluster, served = observation.cluster, observation.nodes
     foreign = [node for node in served if not node.issued_by_root]
@@ -206,6 +248,51 @@ def decide_trust(
             "does not back the node; install the appliance-generated certificate, or take "
             "this cluster out of the stack."
         )
+    if stack_ca is not None:
+        stack_ca_subject = stack_ca.subject
+    if stack_ca_subject is not None:
+        claims = stack_ca_claims(observation, stack_ca_subject, pins)
+        if stack_ca is not None:
+            _refuse_impostors(cluster, claims, stack_ca)
+        observation = observation.without(claims)
+    roots = _decide_observed(
+        observation, pins, trust_on_first_use, incoming_root_ca, now, incoming_key
+    )
+    return roots if stack_ca is None else with_stack_ca(roots, stack_ca)
+
+
+def _refuse_impostors(cluster: str, claims: Mapping[str, str], stack_ca: x509.Certificate) -> None:
+    own = pki.sha256_fingerprint(stack_ca)
+    impostors = {fqdn: sha256 for fqdn, sha256 in claims.items() if sha256 != own}
+    if impostors:
+        raise TrustDecisionError(impostor_refusal(cluster, impostors, own))
+
+
+def impostor_refusal(cluster: str, impostors: Mapping[str, str], own: str) -> str:
+    """The sentence for nodes publishing a root CA named like the stack's own CA that is not it."""
+    return (
+        f"cluster {cluster}: "
+        + "; ".join(f"node {fqdn} publishes root CA {sha256}" for fqdn, sha256 in impostors.items())
+        + f", which carries the subject of this stack's own CA but is not it (the stack's CA "
+        f"is {own}). Nothing was changed on any load balancer. A root CA is never trusted for "
+        "its name; if you approve that one (for example the CA of a stack whose state was "
+        "lost), pin its fingerprint in root_ca_sha256, and the ssh route then moves the "
+        "node(s) to this stack's CA."
+    )
+
+
+def _decide_observed(
+    observation: ClusterObservation,
+    pins: Sequence[str],
+    trust_on_first_use: bool,
+    incoming_root_ca: x509.Certificate | None,
+    now: datetime | None,
+    incoming_key: str,
+) -> tuple[x509.Certificate, ...]:
+    """decide_trust for the nodes that are not the stack CA's to settle."""
+    cluster, served = observation.cluster, observation.nodes
+    if not served and incoming_root_ca is None:
+        return ()  # every node is on the stack's CA: no other root CA to judge
     incoming_sha256 = ""
     if incoming_root_ca is not None:
         source = f"cluster {cluster}: the incoming root CA (config key {incoming_key})"

@@ -51,6 +51,11 @@ class SshWorld:
         for server in self.servers:
             server.reset_counters()
 
+    def stack_ca(self) -> dict[str, Any]:
+        """The outputs of the stack's own CA (StackIssuingCA) in the stack state."""
+        [ca] = [r for r in self.stack.state.values() if r.type.endswith(":StackIssuingCA")]
+        return ca.outputs
+
     def up(self) -> RunResult:
         self.reset_counters()
         return self.stack.up()
@@ -75,7 +80,11 @@ class SshWorld:
 
 
 @contextmanager
-def ssh_world(directory: Path, *, nodes: int = 3, become: str = "su") -> Iterator[SshWorld]:
+def ssh_world(
+    directory: Path, *, nodes: int = 3, become: str = "su", generated_ca: bool = False
+) -> Iterator[SshWorld]:
+    """`generated_ca`: `ssh.issuing_ca: generated` (the stack's own CA, no CA key configured;
+    only the appliance's own root CA is pinned), instead of the operator's CA `issuing_ca`."""
     fqdns = [node_fqdn(i) for i in range(1, nodes + 1)]
     issuing_ca = CertificateAuthority.create()
     with ApplianceCluster(fqdns, SERVICE, ADMIN_PASSWORD) as emulator:
@@ -94,7 +103,8 @@ def ssh_world(directory: Path, *, nodes: int = 3, become: str = "su") -> Iterato
                 "ssl_termination": "passthrough",
                 "certificate_method": "ssh",
                 # The appliance's own root CA now, the operator's CA the nodes move to.
-                "root_ca_sha256": [emulator.root_ca_sha256, issuing_ca.sha256],
+                "root_ca_sha256": [emulator.root_ca_sha256]
+                + ([] if generated_ca else [issuing_ca.sha256]),
                 # A name the appliance-issued certificates lack: every node needs one.
                 "extra_sans": ["ws1-dr.local.test"],
                 "nodes": [
@@ -111,7 +121,7 @@ def ssh_world(directory: Path, *, nodes: int = 3, become: str = "su") -> Iterato
                 "ssh": {
                     "user": "sshuser",
                     "become": become,
-                    "issuing_ca": issuing_ca.pem,
+                    "issuing_ca": "generated" if generated_ca else issuing_ca.pem,
                     "restart_timeout_seconds": 15,
                 },
             }
@@ -135,8 +145,9 @@ def ssh_world(directory: Path, *, nodes: int = 3, become: str = "su") -> Iterato
                 "clusters": [cluster],
                 "load_balancers": load_balancers,
                 "sshPassword": SSH_PASSWORD,
-                "sshIssuingCaKey": key_pem,
             }
+            if not generated_ca:
+                config["sshIssuingCaKey"] = key_pem
             if become == "su":
                 config["sshRootPassword"] = ROOT_PASSWORD
             stack = Stack(

@@ -227,6 +227,17 @@ L0 = f"{P}load_balancers[0]"
 L2 = f"{P}load_balancers[2]"
 
 
+def _ssh_generated_ca(w: World, **ssh: Any) -> None:
+    """The ssh route with the stack's own CA (issuing_ca: generated) and something beside it."""
+    cluster(w)["certificate_method"] = "ssh"
+    cluster(w)["ssh"] = {
+        "user": "sshuser",
+        "issuing_ca": "generated",
+        "trust_host_key_on_first_use": True,
+        **ssh,
+    }
+
+
 def _config_cases() -> list[Case]:
     g = "stack config"
 
@@ -399,6 +410,17 @@ def _config_cases() -> list[Case]:
             ),
             f"{P}clusters[1].nodes[0].address",
             f"{N0}",
+        ),
+        case(
+            "ssh generated CA and a CA file",
+            lambda w: _ssh_generated_ca(w, issuing_ca_path="ca.pem"),
+            f"{C}.ssh",
+            "issuing_ca_path",
+        ),
+        case(
+            "ssh generated CA and a CA key name",
+            lambda w: _ssh_generated_ca(w, issuing_ca_key_key="myCaKey"),
+            f"{C}.ssh.issuing_ca_key_key",
         ),
         case(
             "pin mismatch",

@@ -159,3 +159,77 @@ def test_a_lifecycle_route_reads_with_its_defaults_and_names_missing_files(tmp_p
     )
     assert route.secret_keys == ("lifecycleManagerPassword", "lifecycleIssuingCaKey")
     assert route.keys_in_config == ("lifecycleManagerPassword",)
+
+
+def test_issuing_ca_generated_chooses_the_stacks_own_ca_and_needs_no_ca_key() -> None:
+    config = raw(ssh={"user": "sshuser", "issuing_ca": "generated"})
+    cluster = parse_settings(config, SECRETS).clusters[0]
+    assert cluster.ssh is not None and cluster.ssh.generated_ca
+    assert cluster.generates_ca and cluster.issuing_ca is None
+    # No issuing CA key among the secrets the run will look for.
+    assert cluster.ssh.secret_keys == ("sshPassword", "sshRootPassword")
+
+
+def test_issuing_ca_generated_refuses_a_ca_file_or_a_ca_key_beside_it() -> None:
+    lines = problems(
+        raw(
+            ssh={
+                "user": "sshuser",
+                "issuing_ca": "generated",
+                "issuing_ca_path": "certs/ca.pem",
+                "issuing_ca_key_key": "myCaKey",
+            }
+        )
+    )
+    assert f"{P}.ssh: issuing_ca: generated and issuing_ca_path are both set" in "\n".join(lines)
+    assert any(
+        line.startswith(f"{P}.ssh.issuing_ca_key_key: applies only to your own CA")
+        and "Remove issuing_ca_key_key" in line
+        for line in lines
+    ), lines
+    assert len(lines) == 2, lines
+
+
+def test_issuing_ca_generated_is_for_the_ssh_route_only(tmp_path: Path) -> None:
+    (tmp_path / "lcm-ca.pem").write_text(CA)
+    config = raw(
+        certificate_method="lifecycle_manager",
+        ssh=None,
+        nodes=[{"fqdn": "ws1-a.corp.example"}],
+        lifecycle_manager={
+            "address": "lcm.corp.example",
+            "management_ca_path": "lcm-ca.pem",
+            "issuing_ca": "generated",
+        },
+    )
+    config["lifecycleManagerPassword"] = "(set)"
+    with pytest.raises(SettingsError) as caught:
+        parse_settings(
+            config, frozenset({f"{PROJECT}:lifecycleManagerPassword"}), project_dir=tmp_path
+        )
+    [line] = caught.value.problems
+    assert line.startswith(
+        f"{P}.lifecycle_manager.issuing_ca: generated is available only with "
+        "certificate_method: ssh"
+    )
+
+
+def test_without_manage_certificate_the_ssh_secrets_are_not_required() -> None:
+    """Nothing is written with manage_certificate: false, so a named secret key the stack does
+    not set is no problem (it is one as soon as certificates are managed)."""
+    config = raw(
+        manage_certificate=False,
+        ssh={"user": "sshuser", "issuing_ca": CA, "password_key": "mySshPassword"},
+    )
+    del config["sshPassword"]
+    cluster = parse_settings(config, SECRETS).clusters[0]
+    assert not cluster.writes_certificates and not cluster.generates_ca
+    config["clusters"][0]["manage_certificate"] = True
+    [line] = problems(config)
+    assert line.startswith(f"{P}.ssh.password_key: names a config key that this stack does not set")
+
+
+def test_a_generated_ca_stays_in_the_stack_when_certificates_are_left_alone() -> None:
+    config = raw(manage_certificate=False, ssh={"user": "sshuser", "issuing_ca": "generated"})
+    cluster = parse_settings(config, SECRETS).clusters[0]
+    assert cluster.generates_ca and not cluster.writes_certificates

@@ -25,7 +25,7 @@ METHODS_THAT_WRITE = {
     "lifecycle_manager": "lifecycle_manager (Aria Suite Lifecycle's public REST API replaces "
     "the product certificate with one from your CA)",
     "ssh": "ssh (the appliance's own installExternalCertificate.hzn as root, VMware's "
-    "documented automation; certificates from your CA)",
+    "documented automation; certificates from your CA or from a CA the stack generates)",
     "configurator": "configurator (experimental: its certificate requests are not publicly "
     "documented)",
 }
@@ -77,7 +77,9 @@ def open_route(
     if method == "ssh":
         from components.appliance.routes.ssh import SshInstallRoute
 
-        return SshInstallRoute(route, credential, trusted_roots_pem)
+        # The stack's own CA (ssh.issuing_ca: generated) brings its key as a secret input.
+        key = props.get("issuing_ca_key_pem")
+        return SshInstallRoute(route, credential, trusted_roots_pem, str(key) if key else None)
     if method == "configurator":
         from components.appliance.routes.configurator import ConfiguratorRoute
 

@@ -25,17 +25,19 @@ _NODE_CERTIFICATE_DAYS = 397
 
 
 def load_issuing_ca(
-    certificate_pem: str, key_pem: str, key_setting: str
+    certificate_pem: str, key_pem: str, key_setting: str, key_place: str = ""
 ) -> tuple[x509.Certificate, Any]:
-    """The operator's CA and its private key; ApplianceError (never quoting the key) when the
-    key is not readable or is not that CA's."""
+    """The issuing CA and its private key; ApplianceError (never quoting the key) when the
+    key is not readable or is not that CA's. The key is in the secret config key named by
+    `key_setting`, or (the stack's own CA) in `key_place`, which then names it instead."""
     certificate = pki.load_certificate(certificate_pem, "issuing_ca")
+    place = key_place or f"the secret config key named by {key_setting}"
     try:
         key = serialization.load_pem_private_key(key_pem.encode(), password=None)
     except (ValueError, TypeError):
         # Not the parser's message: it could quote what it read.
         raise ApplianceError(
-            f"the secret config key named by {key_setting} does not hold an unencrypted PEM "
+            f"{place} does not hold an unencrypted PEM "
             "private key; expected the private key of issuing_ca."
         ) from None
     public = serialization.PublicFormat.SubjectPublicKeyInfo
@@ -44,7 +46,7 @@ def load_issuing_ca(
         != certificate.public_key().public_bytes(serialization.Encoding.DER, public)
     ):
         raise ApplianceError(
-            f"the secret config key named by {key_setting} holds a private key that is not the "
+            f"{place} holds a private key that is not the "
             f"key of issuing_ca ({pki.sha256_fingerprint(certificate)}); expected the RSA or EC "
             "key of that CA."
         )

@@ -11,7 +11,9 @@ sudo with the user's password); VMware's appliances are normally reached as sshu
 
 Nothing secret is sent before the node's SSH host key matched the stack's pin (or, only when
 the stack says so, trust on first use). The node's new private key is made here, sent once,
-and never kept; the CA's key is read from its secret config key and never leaves this process.
+and never kept; the CA's key is read from its secret config key, or, for the stack's own CA
+(`issuing_ca: generated`), from the resource's secret input `issuing_ca_key_pem`
+(components/appliance/stack_ca.py), and never leaves this process.
 """
 
 from __future__ import annotations
@@ -60,11 +62,21 @@ def host_key_fingerprint(key: paramiko.PKey) -> str:
 
 class SshInstallRoute(CertificateRoute):
     def __init__(
-        self, route: Mapping[str, Any], credential: Credential, trusted_roots_pem: str
+        self,
+        route: Mapping[str, Any],
+        credential: Credential,
+        trusted_roots_pem: str,
+        stack_ca_key_pem: str | None = None,
     ) -> None:
         self._route = route
         self._credential = credential
         self._trusted_pem = trusted_roots_pem
+        self._stack_ca_key_pem = stack_ca_key_pem
+
+    @property
+    def _stack_ca(self) -> bool:
+        """True when the stack's own CA issues: its route input names no key config key."""
+        return not self._route.get("issuing_ca_key_key")
 
     def _secret(self, setting: str) -> str | None:
         default = {
@@ -77,7 +89,7 @@ class SshInstallRoute(CertificateRoute):
 
     def _needed(self) -> list[str]:
         login = "password_key" if self._route["authentication"] == "password" else "private_key_key"
-        needed = [login, "issuing_ca_key_key"]
+        needed = [login] if self._stack_ca else [login, "issuing_ca_key_key"]
         if self._route["become"] == "su":
             needed.append("root_password_key")
         return needed
@@ -91,6 +103,12 @@ class SshInstallRoute(CertificateRoute):
                     f"the ssh route needs the secret config key {key} (ssh.{setting}), which is "
                     f"not set; set it with `pulumi config set --secret {key}`"
                 )
+        if self._stack_ca and not self._stack_ca_key_pem:
+            problems.append(
+                "the stack's own CA (ssh.issuing_ca: generated) reached the ssh route without "
+                "its key (the secret input issuing_ca_key_pem); run `pulumi up` again, and "
+                "report it if it persists"
+            )
         if not problems:
             try:
                 self._issuing_ca()
@@ -99,6 +117,13 @@ class SshInstallRoute(CertificateRoute):
         return problems
 
     def _issuing_ca(self) -> tuple[x509.Certificate, Any]:
+        if self._stack_ca:
+            return load_issuing_ca(
+                str(self._route["issuing_ca_pem"]),
+                self._stack_ca_key_pem or "",
+                "",
+                "the stack's own CA key (ssh.issuing_ca: generated, kept in the stack state)",
+            )
         return load_issuing_ca(
             str(self._route["issuing_ca_pem"]),
             self._secret("issuing_ca_key_key") or "",
