@@ -148,9 +148,10 @@ def nodes_to_fix(cluster: Cluster, observation: ClusterObservation) -> list[str]
     )
 
 
-def route_input(cluster: Cluster) -> dict[str, Any] | None:
+def route_input(cluster: Cluster, expiry_warning_days: int = 30) -> dict[str, Any] | None:
     """The route's resource input: key NAMES and public facts, never a secret (None for the
-    configurator, whose input is admin_password_key, as before routes existed)."""
+    configurator, whose input is admin_password_key, as before routes existed).
+    `expiry_warning_days`: Lifecycle reuses no locker certificate that expires within it."""
     lifecycle = cluster.lifecycle_manager
     if cluster.certificate_method == "lifecycle_manager" and lifecycle is not None:
         return {
@@ -165,6 +166,8 @@ def route_input(cluster: Cluster) -> dict[str, Any] | None:
             "issuing_ca_pem": lifecycle.issuing_ca,
             "issuing_ca_key_key": lifecycle.issuing_ca_key_key,
             "request_timeout_seconds": lifecycle.request_timeout_seconds,
+            "restart_timeout_seconds": lifecycle.restart_timeout_seconds,
+            "reuse_min_days": expiry_warning_days,
         }
     ssh = cluster.ssh
     if cluster.certificate_method != "ssh" or ssh is None:
@@ -245,7 +248,7 @@ class AccessTrust(pulumi.ComponentResource):
                 trusted_root_ca_bundle_pem=self.root_ca.root_ca_bundle_pem,
                 observation=observation,
                 nodes_needing_certificate=nodes_to_fix(cluster, observation),
-                route=route_input(cluster),
+                route=route_input(cluster, expiry_warning_days),
                 # Every trust store first: a node may only move to a root CA once every
                 # load balancer trusts it (README, "Rotating the appliance certificate").
                 opts=names.options(

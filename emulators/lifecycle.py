@@ -70,6 +70,10 @@ class LifecycleManager:
             collections.Counter()
         )  # "pre-validate", "replace"
         self.hang_requests = False
+        # Nodes a completed replacement leaves as they were (a node slow to restart).
+        self.nodes_left_unchanged: set[str] = set()
+        # The locker vmid each completed replacement installed, in order.
+        self.replaced_with: list[str] = []
         self.counters: collections.Counter[str] = collections.Counter()
         self._lock = threading.Lock()
         self._server: ThreadingHTTPServer | None = None
@@ -178,7 +182,10 @@ class LifecycleManager:
         certificates = x509.load_pem_x509_certificates(entry["certificateChain"].encode())
         key = serialization.load_pem_private_key(entry["privateKey"].encode(), password=None)
         leaf, root = certificates[0], certificates[-1]
+        self.replaced_with.append(vmid)
         for node in self.cluster.nodes:
+            if node.fqdn in self.nodes_left_unchanged:
+                continue
             # The node never holds the CA's key; the emulator wants one for key-size checks.
             node._install(CertificateAuthority(root, key), ServerCertificate(leaf, key))  # type: ignore[arg-type]
 

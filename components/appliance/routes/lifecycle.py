@@ -1,21 +1,50 @@
 """certificate_method: lifecycle_manager. Aria Suite Lifecycle (formerly vRealize Suite
 Lifecycle Manager) replaces the cluster's product certificate with one from the operator's CA.
 
-Evidence, all public: VMware's Postman collection "vRealize Life Cycle Manager Public API
-8.4.0" (vmware/vrealize-suite-lifecycle-manager-sdk) for the paths and the locker import body
-`{alias, privateKey, certificateChain, passphrase}`; VMware's PowerValidatedSolutions module
-(Get-vRSLCMLockerCertificate, Watch-vRSLCMRequest, Get-vRSLCMProductNode) for the answers this
-route reads: the locker list `{certificates: [{alias, vmid}]}`, operations answering
-`{requestId}`, a request `{vmid, state}` whose state leaves INPROGRESS for COMPLETED (or
-another final state), and vIDM as environment `globalenvironment`, product `vidm`.
+Evidence, all public:
+- VMware's Postman collection "vRealize Life Cycle Manager Public API 8.4.0"
+  (vmware/vrealize-suite-lifecycle-manager-sdk, samples/postman/apis/VMware vRealize Life
+  Cycle Manager Public API 8.4.0 .postman_collection.json, folder "Locker Certificates" and
+  "Product Certificate"): the paths, the locker import body `{alias, privateKey,
+  certificateChain, passphrase}`, GET .../certificates/{vmid}, pre-validate and PUT. The
+  collection holds request bodies only, no saved answers.
+- VMware's PowerValidatedSolutions module (vmware/power-validated-solutions-for-cloud-
+  foundation, PowerValidatedSolutions.psm1: Get-vRSLCMLockerCertificate, Add-vRSLCMLocker
+  Certificate, Watch-vRSLCMRequest, Get-vRSLCMProductNode) for the answers this route reads:
+  the locker list `{certificates: [{alias, vmid}]}` (it selects by `alias`, and the
+  Undo-/Remove- paths take `.vmid`), operations answering `{requestId}`, a request `{vmid,
+  state}` whose state leaves INPROGRESS for COMPLETED (or another final state), and vIDM as
+  environment `globalenvironment`, product `vidm`.
 
 Lifecycle changes every node in one request, so the rolling guard cannot stop between nodes:
-instead, before anything is sent, the new certificate must verify against what the load
-balancers trust for every name it carries; afterwards every node is verified again, one by
-one, by ApplianceCertificate. The certificate is imported (not generated in the locker):
-the issuing CA is then the operator's, known while planning, and the load balancers trust it
-before the replacement (no public answer says which field of a locker certificate holds
-its chain, so the program does not read it).
+instead, before anything is sent, the certificate must verify against what the load
+balancers trust (the planned bundle, pins included) for every name it carries; afterwards
+every node is verified again, one by one, by ApplianceCertificate.
+
+Create or reuse. A locker certificate is reused, with no import, when it fits: what a node of
+the cluster serves right now (read from its TLS handshake, real X.509) has the Common Name and
+exactly the SANs the program requires (the seed's rule), was issued by the CA this route
+issues from, stays valid for more than the stack's expiry_warning_days, verifies against the
+planned trust for every name, and the locker lists it under the alias this program gives the
+certificates it imports (`ws1-<service FQDN>-<first 16 hex of its SHA-256>`), so the alias
+binds the entry to that certificate. Nothing else of a locker entry is read: no public source
+shows which fields the detail answer (GET .../certificates/{vmid}) holds: certificate text,
+chain, SANs or dates (PowerValidatedSolutions returns it unread; only `certInfo` is named, as
+what the import answers). So a certificate that only the locker holds (imported by a run that
+then failed, or by hand) is not reused: a new one is issued and imported.
+
+The root CA. For the same reason the locker certificate's chain is not read: the root CA the
+load balancers trust for this route is the operator's issuing CA (lifecycle_manager.
+issuing_ca), known while planning, as before; a reused certificate is checked against the
+planned trust from its served chain before any replacement, and every node is observed after.
+
+Progress. Each Lifecycle request is polled with its id, state and elapsed time logged through
+`pulumi.log.info` when its state changes and every PROGRESS_EVERY_SECONDS otherwise. In the
+provider plugin the SDK has no engine to log to (pulumi/dynamic/__main__.py configures Settings
+without an engine address, so pulumi/log.py prints "info: ..." to stderr), and the CLI shows a
+dynamic provider plugin's stderr lines to the operator (pulumi/pulumi, sdk/go/common/resource/
+plugin/plugin.go, newPlugin's runtrace: `ctx.Diag.Infoerrf` for pulumi-resource-pulumi-python,
+which sdk/python/dist/pulumi-resource-pulumi-python starts with `python3 -u`).
 """
 
 from __future__ import annotations
@@ -26,7 +55,11 @@ from collections.abc import Mapping, Sequence
 from contextlib import suppress
 from typing import Any
 
+import pulumi
 import requests
+from cryptography import x509
+from cryptography.exceptions import InvalidSignature
+from cryptography.x509.oid import NameOID
 from requests.adapters import HTTPAdapter
 
 from components import pki
@@ -49,6 +82,8 @@ __all__ = ["LifecycleRoute"]
 LOCKER = "/lcm/locker/api/v2/certificates"
 REQUESTS = "/lcm/request/api/v2/requests"
 _IN_PROGRESS = ("INPROGRESS", "CREATED", "SUBMITTED")  # anything else is final
+# A request's state is logged when it changes, and at most this often while it does not.
+PROGRESS_EVERY_SECONDS = 15.0
 
 
 class LifecycleRoute(CertificateRoute):
@@ -63,6 +98,10 @@ class LifecycleRoute(CertificateRoute):
         self._credential = credential
         self._trusted_pem = trusted_roots_pem
         self._installed: Any = None  # (certificate, CA PEM) once Lifecycle replaced it
+        self._served: Sequence[ServedNode] = ()
+
+    def observed(self, nodes: Sequence[ServedNode]) -> None:
+        self._served = nodes
 
     def _secret(self, setting: str) -> str | None:
         default = {
@@ -100,47 +139,59 @@ class LifecycleRoute(CertificateRoute):
         certificate, ca_pem = self._installed
         # Lifecycle reported the replacement complete; the node is observed all the same.
         return wait_until_served(
-            node, certificate, ca_pem, 60.0, "after Lifecycle's request completed"
+            node,
+            certificate,
+            ca_pem,
+            float(self._route.get("restart_timeout_seconds", 60)),
+            "lifecycle_manager.restart_timeout_seconds, after Lifecycle's request completed",
         )
 
     def _replace(self, common_name: str, sans: Sequence[str]) -> tuple[Any, str]:
         ca, ca_key = self._issuing_ca()
-        certificate, key_pem = issue_node_certificate(ca, ca_key, common_name, sans)
         trusted = pki.load_bundle(self._trusted_pem, "the planned trusted root CA bundle")
-        for name in sans:
-            # Every node changes at once: nothing is sent unless the load balancers would
-            # accept the new certificate for every name they may check.
-            pki.verify_served_chain(
-                [certificate], trusted, name, f"the certificate for {name} Lifecycle would install"
-            )
         ca_pem = pki.bundle_pem([ca])
-        alias = f"ws1-{common_name}-{pki.sha256_fingerprint(certificate).replace(':', '')[:16]}"
+        # Everything is decided before the first request: nothing is sent unless the
+        # certificate Lifecycle would install is one the load balancers accept.
+        candidate = self._fitting_served_certificate(ca, common_name, sans, trusted)
+        issued = None if candidate else self._issue(ca, ca_key, common_name, sans, trusted)
+        where = f"Aria Suite Lifecycle ({self._route['address']})"
         with self._session() as api:
-            api.call(
-                "POST",
-                f"{LOCKER}/import",
-                "import the certificate into the locker",
-                {
-                    "alias": alias,
-                    "privateKey": key_pem,
-                    "certificateChain": pki.bundle_pem([certificate]) + ca_pem,
-                    "passphrase": "",
-                },
-            )
-            listed = api.call("GET", LOCKER, "list the locker certificates")
-            vmid = next(
-                (
-                    str(entry.get("vmid"))
-                    for entry in listed.get("certificates") or []
-                    if isinstance(entry, dict) and entry.get("alias") == alias
-                ),
-                None,
-            )
-            if not vmid:
-                raise ApplianceError(
-                    f"Aria Suite Lifecycle: the locker does not list the certificate {alias} "
-                    "just imported; nothing was replaced."
+            vmid = None
+            if candidate is not None:
+                alias = _alias(common_name, candidate)
+                vmid = _locker_vmid(api.call("GET", LOCKER, "list the locker certificates"), alias)
+                if vmid is None:
+                    pulumi.log.info(
+                        f"{where}: the nodes serve a fitting certificate, but the locker does "
+                        f"not list {alias}; importing a new one."
+                    )
+                    issued = self._issue(ca, ca_key, common_name, sans, trusted)
+                else:
+                    pulumi.log.info(f"{where}: reusing the locker certificate {alias}.")
+                    certificate = candidate
+            if vmid is None:
+                assert issued is not None
+                certificate, key_pem = issued
+                alias = _alias(common_name, certificate)
+                pulumi.log.info(f"{where}: importing the certificate {alias} into the locker.")
+                api.call(
+                    "POST",
+                    f"{LOCKER}/import",
+                    "import the certificate into the locker",
+                    {
+                        "alias": alias,
+                        "privateKey": key_pem,
+                        "certificateChain": pki.bundle_pem([certificate]) + ca_pem,
+                        "passphrase": "",
+                    },
                 )
+                listed = api.call("GET", LOCKER, "list the locker certificates")
+                vmid = _locker_vmid(listed, alias)
+                if vmid is None:
+                    raise ApplianceError(
+                        f"{where}: the locker does not list the certificate {alias} just "
+                        "imported; nothing was replaced."
+                    )
             product = (
                 f"/lcm/lcops/api/v2/environments/{self._route['environment_id']}/products/"
                 f"{self._route['product_id']}/certificates/{vmid}"
@@ -149,8 +200,77 @@ class LifecycleRoute(CertificateRoute):
             api.wait(api.call("PUT", product, "replace the product certificate"), "replace")
         return certificate, ca_pem
 
+    def _issue(
+        self, ca: Any, ca_key: Any, common_name: str, sans: Sequence[str], trusted: Any
+    ) -> tuple[x509.Certificate, str]:
+        certificate, key_pem = issue_node_certificate(ca, ca_key, common_name, sans)
+        _check_trusted([certificate], trusted, sans)
+        return certificate, key_pem
+
+    def _fitting_served_certificate(
+        self,
+        ca: x509.Certificate,
+        common_name: str,
+        sans: Sequence[str],
+        trusted: list[x509.Certificate],
+    ) -> x509.Certificate | None:
+        """A certificate some node serves that the locker may hold and Lifecycle may install
+        again (module docstring, "Create or reuse"), or None."""
+        wanted = {name.lower() for name in sans}
+        minimum_days = int(self._route.get("reuse_min_days", 30))
+        for node in self._served:
+            certificate = node.served_certificate
+            common_names = {
+                str(attribute.value).lower()
+                for attribute in certificate.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
+            }
+            try:
+                names = certificate.extensions.get_extension_for_class(
+                    x509.SubjectAlternativeName
+                ).value.get_values_for_type(x509.DNSName)
+            except x509.ExtensionNotFound:
+                continue
+            if (
+                common_names != {common_name.lower()}
+                or {name.lower() for name in names} != wanted
+                or pki.days_until_expiry(certificate) <= minimum_days
+            ):
+                continue
+            try:
+                certificate.verify_directly_issued_by(ca)
+                _check_trusted([certificate, *node.intermediates], trusted, sans)
+            except (ValueError, TypeError, InvalidSignature, pki.CertificateError):
+                continue
+            return certificate
+        return None
+
     def _session(self) -> _Lifecycle:
         return _Lifecycle(self._route, self._secret("password_key") or "")
+
+
+def _alias(common_name: str, certificate: x509.Certificate) -> str:
+    """The locker alias this program gives a certificate: it names its fingerprint."""
+    return f"ws1-{common_name}-{pki.sha256_fingerprint(certificate).replace(':', '')[:16]}"
+
+
+def _locker_vmid(listed: Mapping[str, Any], alias: str) -> str | None:
+    """The vmid the locker list gives the certificate named `alias` (PowerValidatedSolutions:
+    `certificates[].alias` and `.vmid`), or None."""
+    for entry in listed.get("certificates") or []:
+        if isinstance(entry, dict) and entry.get("alias") == alias and entry.get("vmid"):
+            return str(entry["vmid"])
+    return None
+
+
+def _check_trusted(
+    chain: Sequence[x509.Certificate], trusted: list[x509.Certificate], names: Sequence[str]
+) -> None:
+    """Every node changes at once: nothing is sent unless the load balancers would accept the
+    certificate for every name they may check."""
+    for name in names:
+        pki.verify_served_chain(
+            list(chain), trusted, name, f"the certificate for {name} Lifecycle would install"
+        )
 
 
 class _CaAdapter(HTTPAdapter):
@@ -244,11 +364,19 @@ class _Lifecycle:
         if not isinstance(request_id, str) or not request_id:
             raise ApplianceError(f"{where}: {step} answered without a requestId.")
         seconds = float(self._route["request_timeout_seconds"])
-        deadline = time.monotonic() + seconds
-        pause, state = 0.1, "?"
+        started = time.monotonic()
+        deadline = started + seconds
+        pause, state, shown, shown_at = 0.1, "?", "", 0.0
         while time.monotonic() < deadline:
             request = self.call("GET", f"{REQUESTS}/{request_id}", f"read request {request_id}")
             state = str(request.get("state", "?"))
+            now = time.monotonic()
+            if state != shown or now - shown_at >= PROGRESS_EVERY_SECONDS:
+                # Only the id, the step, the state and the time: nothing the request carried.
+                pulumi.log.info(
+                    f"{where}: request {request_id} ({step}) {state} after {now - started:.0f} s"
+                )
+                shown, shown_at = state, now
             if state == "COMPLETED":
                 return
             if state not in _IN_PROGRESS:
