@@ -311,3 +311,54 @@ def test_a_bad_restart_timeout_is_refused_naming_the_key(tmp_path, value):
         assert "clusters[0].lifecycle_manager.restart_timeout_seconds" in failed.error
         assert "a whole number of seconds from 1 to 3600" in failed.error
         assert w.lcm.received_bodies == []
+
+
+def test_the_chain_the_locker_holds_is_read_and_must_end_at_a_trusted_root(tmp_path):
+    """The root CA found through the route: the locker's certChain for what Lifecycle would
+    install, checked against the planned trust (pins) before pre-validate and replace."""
+    other = CertificateAuthority.create()
+    with lifecycle_world(tmp_path) as w:
+        w.lcm.answer_ca = other.pem
+        failed = w.up()
+        assert failed.error is not None
+        assert f"the chain Lifecycle holds for it ends at {other.sha256}, which is not a root " in (
+            failed.error
+        ), failed.error
+        assert "Nothing was replaced." in failed.error
+        assert w.lcm.counters["locker-detail"] == 1
+        assert (w.lcm.counters["pre-validate"], w.lcm.counters["replace"]) == (0, 0)
+        assert serves_from(w, w.issuing_ca) == [] and w.off_trust() == []
+        w.lcm.answer_ca = None
+        expect_ok(w.up())
+        assert serves_from(w, w.issuing_ca) == NODES and w.off_trust() == []
+
+
+def test_a_locker_entry_whose_chain_is_not_the_certificate_its_alias_names_is_not_installed(
+    tmp_path,
+):
+    with lifecycle_world(tmp_path) as w:
+        expect_ok(w.up())
+        expect_ok(w.up())
+        node = w.emulator.node(node_fqdn(2))
+        node._install(node._root, w.issuing_ca.issue(SERVICE, [SERVICE]))
+        changed = w.issuing_ca.issue(SERVICE, [SERVICE, *NODES])
+        w.lcm.answer_leaf = changed.pem  # the entry was changed by hand in the locker
+        failed = w.up()
+        assert failed.error is not None
+        assert f"holds certificate {pki.sha256_fingerprint(changed.certificate)} first" in (
+            failed.error
+        ), failed.error
+        assert (w.lcm.counters["pre-validate"], w.lcm.counters["replace"]) == (0, 0)
+        assert w.off_trust() == [node_fqdn(2)]  # only the node this test broke
+
+
+def test_a_certificate_chain_with_escaped_line_breaks_is_read(tmp_path):
+    """VMware's API reference shows certChain with its line breaks escaped ("\\n")."""
+    with lifecycle_world(tmp_path) as w:
+        detail = w.lcm._detail
+        w.lcm._detail = lambda vmid: {  # type: ignore[method-assign]
+            **detail(vmid),
+            "certChain": detail(vmid)["certChain"].replace("\n", "\\n"),
+        }
+        expect_ok(w.up())
+        assert serves_from(w, w.issuing_ca) == NODES

@@ -54,6 +54,7 @@ import time
 from collections.abc import Mapping, Sequence
 from contextlib import suppress
 from typing import Any
+from urllib.parse import quote
 
 import pulumi
 import requests
@@ -150,48 +151,17 @@ class LifecycleRoute(CertificateRoute):
         ca, ca_key = self._issuing_ca()
         trusted = pki.load_bundle(self._trusted_pem, "the planned trusted root CA bundle")
         ca_pem = pki.bundle_pem([ca])
-        # Everything is decided before the first request: nothing is sent unless the
-        # certificate Lifecycle would install is one the load balancers accept.
-        candidate = self._fitting_served_certificate(ca, common_name, sans, trusted)
-        issued = None if candidate else self._issue(ca, ca_key, common_name, sans, trusted)
-        where = f"Aria Suite Lifecycle ({self._route['address']})"
+        # Decided before the first request: nothing is sent unless the certificate Lifecycle
+        # would install is one the load balancers accept for every name.
+        candidates = self._fitting_served_certificates(ca, common_name, sans, trusted)
+        issued = None if candidates else self._issue(ca, ca_key, common_name, sans, trusted)
         with self._session() as api:
-            vmid = None
-            if candidate is not None:
-                alias = _alias(common_name, candidate)
-                vmid = _locker_vmid(api.call("GET", LOCKER, "list the locker certificates"), alias)
-                if vmid is None:
-                    pulumi.log.info(
-                        f"{where}: the nodes serve a fitting certificate, but the locker does "
-                        f"not list {alias}; importing a new one."
-                    )
-                    issued = self._issue(ca, ca_key, common_name, sans, trusted)
-                else:
-                    pulumi.log.info(f"{where}: reusing the locker certificate {alias}.")
-                    certificate = candidate
-            if vmid is None:
-                assert issued is not None
-                certificate, key_pem = issued
-                alias = _alias(common_name, certificate)
-                pulumi.log.info(f"{where}: importing the certificate {alias} into the locker.")
-                api.call(
-                    "POST",
-                    f"{LOCKER}/import",
-                    "import the certificate into the locker",
-                    {
-                        "alias": alias,
-                        "privateKey": key_pem,
-                        "certificateChain": pki.bundle_pem([certificate]) + ca_pem,
-                        "passphrase": "",
-                    },
-                )
-                listed = api.call("GET", LOCKER, "list the locker certificates")
-                vmid = _locker_vmid(listed, alias)
-                if vmid is None:
-                    raise ApplianceError(
-                        f"{where}: the locker does not list the certificate {alias} just "
-                        "imported; nothing was replaced."
-                    )
+            locker = _Locker(api, common_name, sans, trusted)
+            found = locker.reusable(candidates)
+            if found is None:
+                issued = issued or self._issue(ca, ca_key, common_name, sans, trusted)
+                found = locker.add(*issued, ca_pem)
+            certificate, vmid = found
             product = (
                 f"/lcm/lcops/api/v2/environments/{self._route['environment_id']}/products/"
                 f"{self._route['product_id']}/certificates/{vmid}"
@@ -207,17 +177,20 @@ class LifecycleRoute(CertificateRoute):
         _check_trusted([certificate], trusted, sans)
         return certificate, key_pem
 
-    def _fitting_served_certificate(
+    def _fitting_served_certificates(
         self,
         ca: x509.Certificate,
         common_name: str,
         sans: Sequence[str],
         trusted: list[x509.Certificate],
-    ) -> x509.Certificate | None:
-        """A certificate some node serves that the locker may hold and Lifecycle may install
-        again (module docstring, "Create or reuse"), or None."""
+    ) -> list[x509.Certificate]:
+        """The certificates nodes of the cluster serve now that Lifecycle may install again
+        (module docstring, "Create or reuse"): the seed's names exactly, issued by the CA
+        this route issues from, valid past the stack's warning window, trusted for every
+        name. Only the locker can say whether it still holds one of them with its key."""
         wanted = {name.lower() for name in sans}
         minimum_days = int(self._route.get("reuse_min_days", 30))
+        fitting: dict[str, x509.Certificate] = {}
         for node in self._served:
             certificate = node.served_certificate
             common_names = {
@@ -231,7 +204,8 @@ class LifecycleRoute(CertificateRoute):
             except x509.ExtensionNotFound:
                 continue
             if (
-                common_names != {common_name.lower()}
+                node.served_sha256 in fitting
+                or common_names != {common_name.lower()}
                 or {name.lower() for name in names} != wanted
                 or pki.days_until_expiry(certificate) <= minimum_days
             ):
@@ -241,25 +215,125 @@ class LifecycleRoute(CertificateRoute):
                 _check_trusted([certificate, *node.intermediates], trusted, sans)
             except (ValueError, TypeError, InvalidSignature, pki.CertificateError):
                 continue
-            return certificate
-        return None
+            fitting[node.served_sha256] = certificate
+        return list(fitting.values())
 
     def _session(self) -> _Lifecycle:
         return _Lifecycle(self._route, self._secret("password_key") or "")
 
 
+class _Locker:
+    """The locker's certificates, as VMware's API reference documents them (module docstring):
+    the list by alias, each certificate's chain from its detail answer."""
+
+    def __init__(
+        self,
+        api: _Lifecycle,
+        common_name: str,
+        sans: Sequence[str],
+        trusted: list[x509.Certificate],
+    ) -> None:
+        self._api = api
+        self._common_name = common_name
+        self._sans = sans
+        self._trusted = trusted
+        self._where = api.where
+
+    def reusable(
+        self, candidates: Sequence[x509.Certificate]
+    ) -> tuple[x509.Certificate, str] | None:
+        """A candidate the locker holds under this program's alias, with the chain it would
+        install verified, and its vmid; None when the locker holds none of them."""
+        for certificate in candidates:
+            alias = _alias(self._common_name, certificate)
+            vmid = self._vmid(alias)
+            if vmid is None:
+                pulumi.log.info(
+                    f"{self._where}: the nodes serve a fitting certificate, but the locker does "
+                    f"not list {alias}."
+                )
+                continue
+            self._verify_chain(vmid, alias, certificate)
+            pulumi.log.info(f"{self._where}: reusing the locker certificate {alias}.")
+            return certificate, vmid
+        return None
+
+    def add(
+        self, certificate: x509.Certificate, key_pem: str, ca_pem: str
+    ) -> tuple[x509.Certificate, str]:
+        """Import a certificate with its key and CA; its vmid once the chain the locker
+        holds for it is verified."""
+        alias = _alias(self._common_name, certificate)
+        pulumi.log.info(f"{self._where}: importing the certificate {alias} into the locker.")
+        self._api.call(
+            "POST",
+            f"{LOCKER}/import",
+            "import the certificate into the locker",
+            {
+                "alias": alias,
+                "privateKey": key_pem,
+                "certificateChain": pki.bundle_pem([certificate]) + ca_pem,
+                "passphrase": "",
+            },
+        )
+        vmid = self._vmid(alias)
+        if vmid is None:
+            raise ApplianceError(
+                f"{self._where}: the locker does not list the certificate {alias} just "
+                "imported; nothing was replaced."
+            )
+        self._verify_chain(vmid, alias, certificate)
+        return certificate, vmid
+
+    def _vmid(self, alias: str) -> str | None:
+        """The vmid the locker lists for `alias`. aliasQuery narrows the list (the API
+        reference names it, not how it matches), so the alias is compared here, exactly."""
+        listed = self._api.call(
+            "GET", f"{LOCKER}?aliasQuery={quote(alias)}", "list the locker certificates"
+        )
+        for entry in listed.get("certificates") or []:
+            if isinstance(entry, dict) and entry.get("alias") == alias and entry.get("vmid"):
+                return str(entry["vmid"])
+        return None
+
+    def _verify_chain(self, vmid: str, alias: str, certificate: x509.Certificate) -> None:
+        """The root CA found through the route: the chain the locker holds for `vmid` must
+        start with `certificate` and verify against the planned trust (pins included) for
+        every name, before anything is replaced. Only certChain is read from the answer."""
+        detail = self._api.call("GET", f"{LOCKER}/{quote(vmid)}", f"read the certificate {alias}")
+        text = str(detail.get("certChain") or "")
+        if "\n" not in text:
+            # The API reference's example shows the PEM with its line breaks escaped.
+            text = text.replace("\\n", "\n")
+        stop = f"{self._where}: the locker certificate {alias}"
+        try:
+            chain = pki.load_bundle(text, "its certChain")
+        except pki.CertificateError as unreadable:
+            raise ApplianceError(f"{stop}: {unreadable} Nothing was replaced.") from None
+        found = pki.sha256_fingerprint(chain[0])
+        if found != pki.sha256_fingerprint(certificate):
+            raise ApplianceError(
+                f"{stop} holds certificate {found} first in its chain, not "
+                f"{pki.sha256_fingerprint(certificate)} as its alias says; nothing was "
+                "replaced. Check that entry in the Lifecycle locker."
+            )
+        planned = [pki.sha256_fingerprint(root) for root in self._trusted]
+        root = pki.sha256_fingerprint(chain[-1])
+        problem = "" if root in planned else "which is not a root CA the load balancers trust"
+        try:
+            _check_trusted(chain, self._trusted, self._sans)
+        except pki.CertificateError as error:
+            problem = f"and it does not verify: {error}"
+        if problem:
+            raise ApplianceError(
+                f"{stop}: the chain Lifecycle holds for it ends at {root}, {problem} (they "
+                f"trust {', '.join(planned)}). Nothing was replaced."
+            )
+
+
 def _alias(common_name: str, certificate: x509.Certificate) -> str:
     """The locker alias this program gives a certificate: it names its fingerprint."""
     return f"ws1-{common_name}-{pki.sha256_fingerprint(certificate).replace(':', '')[:16]}"
-
-
-def _locker_vmid(listed: Mapping[str, Any], alias: str) -> str | None:
-    """The vmid the locker list gives the certificate named `alias` (PowerValidatedSolutions:
-    `certificates[].alias` and `.vmid`), or None."""
-    for entry in listed.get("certificates") or []:
-        if isinstance(entry, dict) and entry.get("alias") == alias and entry.get("vmid"):
-            return str(entry["vmid"])
-    return None
 
 
 def _check_trusted(
@@ -300,6 +374,7 @@ class _Lifecycle:
         if refusal:  # the requests carry the Lifecycle password and the node's private key
             raise ApplianceError(f"Aria Suite Lifecycle: not sending any request: {refusal}")
         self._route = route
+        self.where = f"Aria Suite Lifecycle ({route['address']})"
         self._base = f"https://{route['address']}:{int(route['port'])}"
         self._session = requests.Session()
         self._session.trust_env = False
@@ -315,7 +390,7 @@ class _Lifecycle:
     def call(
         self, method: str, path: str, what: str, body: Mapping[str, Any] | None = None
     ) -> dict[str, Any]:
-        where = f"Aria Suite Lifecycle ({self._route['address']})"
+        where = self.where
         reason = ""
         try:
             answer = self._session.request(
@@ -360,7 +435,7 @@ class _Lifecycle:
     def wait(self, answer: Mapping[str, Any], step: str) -> None:
         """Poll the request an operation started until it is final, within the deadline."""
         request_id = answer.get("requestId")
-        where = f"Aria Suite Lifecycle ({self._route['address']})"
+        where = self.where
         if not isinstance(request_id, str) or not request_id:
             raise ApplianceError(f"{where}: {step} answered without a requestId.")
         seconds = float(self._route["request_timeout_seconds"])
