@@ -4,39 +4,43 @@ Lifecycle Manager) replaces the cluster's product certificate with one from the 
 Evidence, all public:
 - VMware's Postman collection "vRealize Life Cycle Manager Public API 8.4.0"
   (vmware/vrealize-suite-lifecycle-manager-sdk, samples/postman/apis/VMware vRealize Life
-  Cycle Manager Public API 8.4.0 .postman_collection.json, folder "Locker Certificates" and
+  Cycle Manager Public API 8.4.0 .postman_collection.json, folders "Locker Certificates" and
   "Product Certificate"): the paths, the locker import body `{alias, privateKey,
-  certificateChain, passphrase}`, GET .../certificates/{vmid}, pre-validate and PUT. The
-  collection holds request bodies only, no saved answers.
+  certificateChain, passphrase}`, pre-validate and PUT. It holds request bodies only.
 - VMware's PowerValidatedSolutions module (vmware/power-validated-solutions-for-cloud-
   foundation, PowerValidatedSolutions.psm1: Get-vRSLCMLockerCertificate, Add-vRSLCMLocker
-  Certificate, Watch-vRSLCMRequest, Get-vRSLCMProductNode) for the answers this route reads:
-  the locker list `{certificates: [{alias, vmid}]}` (it selects by `alias`, and the
-  Undo-/Remove- paths take `.vmid`), operations answering `{requestId}`, a request `{vmid,
-  state}` whose state leaves INPROGRESS for COMPLETED (or another final state), and vIDM as
-  environment `globalenvironment`, product `vidm`.
+  Certificate, Watch-vRSLCMRequest): the locker list read as `certificates[]` with `alias`
+  and `vmid` (it builds "locker:certificate:<vmid>:<alias>" from them), operations answering
+  `{requestId}`, a request `{vmid, state}` whose state leaves INPROGRESS for COMPLETED (or
+  another final state), and vIDM as environment `globalenvironment`, product `vidm`.
+- VMware's API reference (developer.broadcom.com/xapis/vrealize-suite-lifecycle-manager/
+  latest): "List All Certificates V2" (GET /lcm/locker/api/v2/certificates, query aliasQuery,
+  from, size) answers CertificatePageDTO `{certificates: [{alias, vmid, sha1, subject, issuer,
+  ...}], page, total}`; "Get Certificate Details By Vmid V2" (GET .../certificates/{vmid})
+  answers CertificateResponseDTO `{alias, certChain, leafCert, key, certInfo, validity,
+  vmid}`, its example certChain being the PEM chain, leaf first, with escaped line breaks.
 
 Lifecycle changes every node in one request, so the rolling guard cannot stop between nodes:
 instead, before anything is sent, the certificate must verify against what the load
 balancers trust (the planned bundle, pins included) for every name it carries; afterwards
 every node is verified again, one by one, by ApplianceCertificate.
 
-Create or reuse. A locker certificate is reused, with no import, when it fits: what a node of
-the cluster serves right now (read from its TLS handshake, real X.509) has the Common Name and
-exactly the SANs the program requires (the seed's rule), was issued by the CA this route
-issues from, stays valid for more than the stack's expiry_warning_days, verifies against the
-planned trust for every name, and the locker lists it under the alias this program gives the
-certificates it imports (`ws1-<service FQDN>-<first 16 hex of its SHA-256>`), so the alias
-binds the entry to that certificate. Nothing else of a locker entry is read: no public source
-shows which fields the detail answer (GET .../certificates/{vmid}) holds: certificate text,
-chain, SANs or dates (PowerValidatedSolutions returns it unread; only `certInfo` is named, as
-what the import answers). So a certificate that only the locker holds (imported by a run that
-then failed, or by hand) is not reused: a new one is issued and imported.
+Create or reuse. A locker certificate is reused, with no import, when it fits: a node of the
+cluster serves it now (read from its TLS handshake, real X.509) with the Common Name and
+exactly the SANs the program requires (the seed's rule), issued directly by the CA this route
+issues from, valid for more than the stack's expiry_warning_days, trusted for every name;
+and the locker lists it under the alias this program gives what it imports
+(`ws1-<service FQDN>-<first 16 hex of its SHA-256>`). A certificate only the locker holds is
+not looked for: the detail answer that would show it also carries the entry's private key
+(`key`), so it is read only for a certificate the program already knows. Read from a detail
+answer: `certChain`, nothing else (not `certInfo` or `validity`, whose text formats the
+reference does not pin down; the X.509 itself says the same).
 
-The root CA. For the same reason the locker certificate's chain is not read: the root CA the
-load balancers trust for this route is the operator's issuing CA (lifecycle_manager.
-issuing_ca), known while planning, as before; a reused certificate is checked against the
-planned trust from its served chain before any replacement, and every node is observed after.
+The root CA, found through the route: for the certificate about to be installed (reused or
+just imported), the chain the locker holds must start with it, end at a root CA the load
+balancers trust (pins) and verify for every name, before pre-validate. While planning
+(preview never calls Lifecycle) the root CA the load balancers are given ahead of the change
+is the operator's issuing CA (lifecycle_manager.issuing_ca).
 
 Progress. Each Lifecycle request is polled with its id, state and elapsed time logged through
 `pulumi.log.info` when its state changes and every PROGRESS_EVERY_SECONDS otherwise. In the
