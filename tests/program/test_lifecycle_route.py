@@ -149,7 +149,7 @@ def test_with_sslkeylogfile_set_nothing_is_sent_to_lifecycle(tmp_path, monkeypat
         assert not (tmp_path / "keys.log").exists()
 
 
-def test_no_lifecycle_secret_is_found_anywhere_in_the_lifecycle(tmp_path, caplog):
+def test_no_lifecycle_secret_is_found_anywhere_in_the_lifecycle(tmp_path, caplog, capsys):
     caplog.set_level(logging.DEBUG)
     with lifecycle_world(tmp_path) as w:
         key_body = "".join(w.stack.config["lifecycleIssuingCaKey"].strip().splitlines()[1:-1])
@@ -162,7 +162,8 @@ def test_no_lifecycle_secret_is_found_anywhere_in_the_lifecycle(tmp_path, caplog
         runs.append(w.up())
         runs.append(w.stack.refresh())
         canaries = [LCM_PASSWORD, "canary-wrong-lcm-guess", key_body[:40], node_key[:40]]
-        texts = [caplog.text]
+        captured = capsys.readouterr()  # what the provider printed: the operator sees stderr
+        texts = [caplog.text, captured.out, captured.err]
         for run in runs:
             texts += [json.dumps(run.outputs, default=str), run.error or "", *run.warnings]
             for resource in run.resources.values():
@@ -362,3 +363,23 @@ def test_a_certificate_chain_with_escaped_line_breaks_is_read(tmp_path):
         }
         expect_ok(w.up())
         assert serves_from(w, w.issuing_ca) == NODES
+
+
+def test_a_long_request_shows_its_progress_at_a_modest_rate(tmp_path, capsys, monkeypatch):
+    """A line when the state changes and one per PROGRESS_EVERY_SECONDS while it does not:
+    fewer lines than polls (the polls back off up to 5 s)."""
+    from components.appliance.routes import lifecycle
+
+    monkeypatch.setattr(lifecycle, "PROGRESS_EVERY_SECONDS", 1.0)
+    with lifecycle_world(tmp_path) as w:
+        w.lcm.request_seconds = 2.5
+        capsys.readouterr()
+        expect_ok(w.up())
+        shown = capsys.readouterr().err.splitlines()
+        polls = w.lcm.counters["authenticated"] - 5  # import, list, detail, pre-validate, PUT
+    waiting = [line for line in shown if "INPROGRESS after" in line]
+    finished = [line for line in shown if "COMPLETED after" in line]
+    assert len(finished) == 2 and len(waiting) >= 4, shown  # each request: at 0 s and ~1.5 s
+    assert len(waiting) + len(finished) < polls, (shown, polls)
+    # A line while the request was still running, a second or more in.
+    assert any(int(line.rsplit(" ", 2)[1]) >= 1 for line in waiting), waiting
