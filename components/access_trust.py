@@ -196,12 +196,15 @@ def _stack_ca_to_fix(
 
 
 def route_input(
-    cluster: Cluster, stack_ca_pem: pulumi.Output[str] | None = None
+    cluster: Cluster,
+    stack_ca_pem: pulumi.Output[str] | None = None,
+    expiry_warning_days: int = 30,
 ) -> dict[str, Any] | None:
     """The route's resource input: key NAMES and public facts, never a secret (None for the
     configurator, whose input is admin_password_key, as before routes existed). With the
     stack's own CA, its certificate (`stack_ca_pem`) is the issuing CA and no key is named:
-    the key is ApplianceCertificate's secret input instead."""
+    the key is ApplianceCertificate's secret input instead. `expiry_warning_days`: Lifecycle
+    reuses no locker certificate that expires within it."""
     lifecycle = cluster.lifecycle_manager
     if cluster.certificate_method == "lifecycle_manager" and lifecycle is not None:
         return {
@@ -216,6 +219,8 @@ def route_input(
             "issuing_ca_pem": lifecycle.issuing_ca,
             "issuing_ca_key_key": lifecycle.issuing_ca_key_key,
             "request_timeout_seconds": lifecycle.request_timeout_seconds,
+            "restart_timeout_seconds": lifecycle.restart_timeout_seconds,
+            "reuse_min_days": expiry_warning_days,
         }
     ssh = cluster.ssh
     if cluster.certificate_method != "ssh" or ssh is None:
@@ -321,7 +326,7 @@ class AccessTrust(pulumi.ComponentResource):
                 trusted_root_ca_bundle_pem=self.root_ca.root_ca_bundle_pem,
                 observation=observation,
                 nodes_needing_certificate=to_fix,
-                route=route_input(cluster, stack_ca_pem),
+                route=route_input(cluster, stack_ca_pem, expiry_warning_days),
                 issuing_ca_key_pem=self.stack_ca.private_key_pem if self.stack_ca else None,
                 # Every trust store first: a node may only move to a root CA once every
                 # load balancer trusts it (README, "Rotating the appliance certificate").

@@ -106,6 +106,7 @@ _LIFECYCLE_KEYS = (
     "issuing_ca_path",
     "issuing_ca_key_key",
     "request_timeout_seconds",
+    "restart_timeout_seconds",
 )
 # `ssh.issuing_ca: generated`: the stack's own CA instead of the operator's PEM.
 _GENERATED_CA = "generated"
@@ -208,6 +209,9 @@ class LifecycleRoute:
     product_id: str = "vidm"
     issuing_ca_key_key: str = "lifecycleIssuingCaKey"
     request_timeout_seconds: int = 1800
+    # After Lifecycle reports the replacement COMPLETED: how long each node may take to serve
+    # the new certificate with its heartbeat answering ok.
+    restart_timeout_seconds: int = 60
     keys_in_config: tuple[str, ...] = ()
 
     @property
@@ -837,6 +841,18 @@ class _Parser:
                 lcm.hidden,
                 1800,
             )
+        restart = 60
+        if lcm.get("restart_timeout_seconds") is not None:
+            restart = _integer(
+                self.report,
+                lcm.at("restart_timeout_seconds"),
+                lcm.get("restart_timeout_seconds"),
+                "a whole number of seconds from 1 to 3600",
+                1,
+                3600,
+                lcm.hidden,
+                60,
+            )
         secrets = {
             key: self.password_key(
                 lcm, key, default, what_, SSH_SECRET_VARIABLES[default], needed=True
@@ -855,6 +871,7 @@ class _Parser:
             environment_id=identifiers["environment_id"],
             product_id=identifiers["product_id"],
             request_timeout_seconds=timeout,
+            restart_timeout_seconds=restart,
             keys_in_config=tuple(name for name in secrets.values() if name in self.raw),
             **secrets,
         )

@@ -5,8 +5,11 @@ Workspace ONE Access nodes serve.
 The paths and request bodies are those of VMware's Postman collection "vRealize Life Cycle
 Manager Public API 8.4.0" (vmware/vrealize-suite-lifecycle-manager-sdk); the answers are shaped
 as VMware's PowerValidatedSolutions module reads them (`certificates[].alias/vmid`,
-`requestId`, a request's `vmid` and `state`: INPROGRESS, then COMPLETED or FAILED). Everything
-else about the real product is left out.
+`requestId`, a request's `vmid` and `state`: INPROGRESS, then COMPLETED or FAILED) and as
+VMware's API reference documents the locker (developer.broadcom.com/xapis/vrealize-suite-
+lifecycle-manager: the list as CertificatePageDTO, GET .../certificates/{vmid} as
+CertificateResponseDTO with certChain, leafCert, key, certInfo, validity). Everything else
+about the real product is left out.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ import uuid
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
@@ -70,6 +74,14 @@ class LifecycleManager:
             collections.Counter()
         )  # "pre-validate", "replace"
         self.hang_requests = False
+        # Nodes a completed replacement leaves as they were (a node slow to restart).
+        self.nodes_left_unchanged: set[str] = set()
+        # Fault knobs for the chain a certificate's detail answers: another leaf first (an
+        # entry changed by hand), or the leaf with another CA after it.
+        self.answer_leaf: str | None = None
+        self.answer_ca: str | None = None
+        # The locker vmid each completed replacement installed, in order.
+        self.replaced_with: list[str] = []
         self.counters: collections.Counter[str] = collections.Counter()
         self._lock = threading.Lock()
         self._server: ThreadingHTTPServer | None = None
@@ -173,12 +185,58 @@ class LifecycleManager:
         timer.start()
         return request_id
 
+    def _summary(self, vmid: str) -> dict[str, Any]:
+        """A locker list entry (CertificatePageDTO.certificates[] in VMware's API reference)."""
+        leaf = x509.load_pem_x509_certificates(self.locker[vmid]["certificateChain"].encode())[0]
+        return {
+            "alias": self.locker[vmid]["alias"],
+            "vmid": vmid,
+            "sha1": leaf.fingerprint(hashes.SHA1()).hex(),  # noqa: S303 (the documented field)
+            "subject": leaf.subject.rfc4514_string(),
+            "issuer": leaf.issuer.rfc4514_string(),
+            "healthy": True,
+            "referenced": False,
+        }
+
+    def _detail(self, vmid: str) -> dict[str, Any]:
+        """A certificate's detail (CertificateResponseDTO): its chain, and its key too."""
+        entry = self.locker[vmid]
+        certificates = x509.load_pem_x509_certificates(entry["certificateChain"].encode())
+        if self.answer_leaf is not None:
+            certificates[0] = x509.load_pem_x509_certificate(self.answer_leaf.encode())
+        if self.answer_ca is not None:
+            certificates[1:] = [x509.load_pem_x509_certificate(self.answer_ca.encode())]
+        leaf = certificates[0]
+        chain = "".join(c.public_bytes(serialization.Encoding.PEM).decode() for c in certificates)
+        names = leaf.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+        return {
+            "alias": entry["alias"],
+            "vmid": vmid,
+            "certChain": chain,
+            "leafCert": leaf.public_bytes(serialization.Encoding.PEM).decode(),
+            "key": entry["privateKey"],
+            "certInfo": {
+                "sha256": leaf.fingerprint(hashes.SHA256()).hex(),
+                "san": ", ".join(f"DNS: {n}" for n in names.get_values_for_type(x509.DNSName)),
+                "subject": leaf.subject.rfc4514_string(),
+                "issuer": leaf.issuer.rfc4514_string(),
+            },
+            "validity": {
+                "issuedOn": leaf.not_valid_before_utc.isoformat(),
+                "expiresOn": leaf.not_valid_after_utc.isoformat(),
+                "healthy": True,
+            },
+        }
+
     def _replace_on_every_node(self, vmid: str) -> None:
         entry = self.locker[vmid]
         certificates = x509.load_pem_x509_certificates(entry["certificateChain"].encode())
         key = serialization.load_pem_private_key(entry["privateKey"].encode(), password=None)
         leaf, root = certificates[0], certificates[-1]
+        self.replaced_with.append(vmid)
         for node in self.cluster.nodes:
+            if node.fqdn in self.nodes_left_unchanged:
+                continue
             # The node never holds the CA's key; the emulator wants one for key-size checks.
             node._install(CertificateAuthority(root, key), ServerCertificate(leaf, key))  # type: ignore[arg-type]
 
@@ -234,8 +292,22 @@ class _Handler(BaseHTTPRequestHandler):
             path = self.path.split("?", 1)[0]
             body: Any = json.loads(raw) if raw else None
             if self.command == "GET" and path == "/lcm/locker/api/v2/certificates":
-                listed = [{"alias": v["alias"], "vmid": k} for k, v in lcm.locker.items()]
-                self._send(200, {"certificates": listed})
+                # How the product matches aliasQuery is not documented: substring here.
+                wanted = parse_qs(urlsplit(self.path).query).get("aliasQuery", [])
+                listed = [
+                    lcm._summary(vmid)
+                    for vmid, entry in lcm.locker.items()
+                    if not wanted or any(w in entry["alias"] for w in wanted)
+                ]
+                self._send(200, {"certificates": listed, "page": 0, "total": len(listed)})
+            elif self.command == "GET" and (
+                match := re.fullmatch(r"/lcm/locker/api/v2/certificates/([^/]+)", path)
+            ):
+                lcm.counters["locker-detail"] += 1
+                if match[1] in lcm.locker:
+                    self._send(200, lcm._detail(match[1]))
+                else:
+                    self._send(404, {"message": "no such certificate"})
             elif self.command == "POST" and path == "/lcm/locker/api/v2/certificates/import":
                 if not isinstance(body, dict) or not {
                     "alias",

@@ -155,6 +155,16 @@ def print_route_counts() -> None:
             if label != "settle":  # the second up only drops the old root CA
                 # Logins: requests carrying credentials (basic auth has no session).
                 print(f"scenario {label}: writes {lcm.lcm.writes()}, logins {lcm.lcm.logins()}")
+        # One node loses its certificate: the one the others serve is in the locker, reused.
+        node = lcm.emulator.nodes[1]
+        node._install(node._root, lcm.issuing_ca.issue(node.fqdn, [node.fqdn]))
+        result = lcm.up()
+        assert result.error is None, result.error
+        print(
+            "scenario reuse-lifecycle_manager (a node missing a SAN): "
+            f"imports {lcm.lcm.counters['import']}, writes {lcm.lcm.writes()}, "
+            f"logins {lcm.lcm.logins()}"
+        )
     with tempfile.TemporaryDirectory() as directory, ssh_world(Path(directory)) as ssh:
         for label in ("first-up-ssh", "settle-ssh", "no-change-ssh"):
             result = ssh.up()

@@ -126,6 +126,7 @@ class ApplianceCertificateProvider(ApplianceProvider):
         # A node that cannot be observed stops the change before any node is touched.
         before = cluster_observation(cluster, nodes, observe_nodes(nodes))
         route = open_route(props, self.credential, trusted_pem)  # the key stays in `route`
+        route.observed(before.nodes)
         issuer = _issuer(props)
         to_fix = [
             node.fqdn for node in before.nodes if needs_certificate(node, common_name, sans, issuer)

@@ -29,14 +29,13 @@ def environment(request, tmp_path, monkeypatch, lb_ca_pem):
         config = pointed_at(config, {cluster["name"]: emulator})
         config["clusters"][0]["root_ca_sha256"] = emulator.root_ca_sha256
         config["clusters"][0]["load_balancer_root_ca"] = lb_ca_pem
-        if "ssh" in config["clusters"][0]:
-            # The ssh route's CA file, as the operator puts it next to the stack. These tests
+        if config["clusters"][0]["certificate_method"] in ("ssh", "lifecycle_manager"):
+            # The route's CA files, as the operator puts them next to the stack. These tests
             # are about the load balancer side: node certificates stay as they are here (the
             # routes have their own lifecycle tests: test_ssh_route, test_lifecycle_route).
             (tmp_path / "certs").mkdir(exist_ok=True)
-            (tmp_path / "certs" / "ws1-issuing-ca.pem").write_text(
-                CertificateAuthority.create().pem
-            )
+            for name in ("ws1-issuing-ca.pem", "lcm-management-ca.pem"):
+                (tmp_path / "certs" / name).write_text(CertificateAuthority.create().pem)
             config["clusters"][0]["manage_certificate"] = False
         monkeypatch.setenv("WS1_ACCESS_ADMIN_PASSWORD", PASSWORD)
         config["bigipPassword"] = BIGIP_PASSWORD
@@ -113,11 +112,15 @@ def test_example_stacks_as_shipped_stop_with_a_clear_error_before_any_network_ca
     # The examples name a management CA file that only an operator can supply.
     result = Stack(PROGRAM, stack=name, config=stack_config(name), cwd=str(tmp_path)).preview()
     assert result.error is not None
-    # prod also names the ssh route's CA file (certs/ws1-issuing-ca.pem).
-    count = {"staging": 2, "prod": 3}[name]
+    # prod also names the ssh route's CA file (certs/ws1-issuing-ca.pem); staging the
+    # lifecycle_manager route's two (Lifecycle's HTTPS CA and the node-certificate CA).
+    count = {"staging": 4, "prod": 3}[name]
     assert result.error.startswith(f"The stack configuration has {count} problems:"), result.error
     if name == "prod":
         assert "clusters[0].ssh.issuing_ca_path" in result.error
+    else:
+        assert "clusters[0].lifecycle_manager.management_ca_path" in result.error
+        assert "clusters[0].lifecycle_manager.issuing_ca_path" in result.error
     assert "load_balancers[0].management_ca_path" in result.error
     assert "load_balancers[1].management_ca_path" in result.error
     assert result.resources == {}

@@ -4,8 +4,13 @@ Suite Lifecycle over real TLS that changes what the emulated nodes serve."""
 from __future__ import annotations
 
 import base64
+import datetime
 import json
 import logging
+import re
+
+import pytest
+from cryptography.hazmat.primitives import serialization
 
 from components import pki
 from emulators._certs import CertificateAuthority
@@ -57,6 +62,10 @@ def test_a_node_missing_a_san_gets_the_cluster_certificate_replaced(tmp_path):
         replaced = expect_ok(w.up())
         assert w.lcm.counters["replace"] == 1 and w.off_trust() == []
         assert set(node.subject_alt_names) == {SERVICE, *NODES}
+        # The other nodes serve the cluster certificate, which the locker still holds under
+        # the alias the first up gave it: it is installed again, nothing is imported.
+        assert w.lcm.counters["import"] == 0 and len(w.lcm.locker) == 1
+        assert w.lcm.replaced_with == [*w.lcm.locker] * 2
         # Lifecycle replaced every node, so every node was observed (and guarded) afterwards:
         # what is stored is what each node serves, and the next up has nothing to do.
         [certificate] = replaced.of_type(CERTIFICATE_TYPE)
@@ -140,7 +149,7 @@ def test_with_sslkeylogfile_set_nothing_is_sent_to_lifecycle(tmp_path, monkeypat
         assert not (tmp_path / "keys.log").exists()
 
 
-def test_no_lifecycle_secret_is_found_anywhere_in_the_lifecycle(tmp_path, caplog):
+def test_no_lifecycle_secret_is_found_anywhere_in_the_lifecycle(tmp_path, caplog, capsys):
     caplog.set_level(logging.DEBUG)
     with lifecycle_world(tmp_path) as w:
         key_body = "".join(w.stack.config["lifecycleIssuingCaKey"].strip().splitlines()[1:-1])
@@ -153,7 +162,8 @@ def test_no_lifecycle_secret_is_found_anywhere_in_the_lifecycle(tmp_path, caplog
         runs.append(w.up())
         runs.append(w.stack.refresh())
         canaries = [LCM_PASSWORD, "canary-wrong-lcm-guess", key_body[:40], node_key[:40]]
-        texts = [caplog.text]
+        captured = capsys.readouterr()  # what the provider printed: the operator sees stderr
+        texts = [caplog.text, captured.out, captured.err]
         for run in runs:
             texts += [json.dumps(run.outputs, default=str), run.error or "", *run.warnings]
             for resource in run.resources.values():
@@ -181,3 +191,195 @@ def test_a_missing_lifecycle_password_stops_preview_naming_the_key(tmp_path, mon
         )
         assert "WS1_ACCESS_LIFECYCLE_PASSWORD" in failed.error and failed.resources == {}
         assert w.lcm.received_bodies == []
+
+
+def _locker_alias(certificate_pem: str) -> str:
+    sha256 = pki.sha256_fingerprint(pki.load_certificate(certificate_pem, "test"))
+    return f"ws1-{SERVICE}-{sha256.replace(':', '')[:16]}"
+
+
+def test_a_new_extra_san_imports_a_new_certificate_and_reuses_nothing_that_does_not_fit(
+    tmp_path,
+):
+    with lifecycle_world(tmp_path) as w:
+        expect_ok(w.up())
+        expect_ok(w.up())
+        [first] = w.lcm.locker
+        w.cluster["extra_sans"] = ["ws1-dr.local.test"]
+        expect_ok(w.up())
+        # Every node served the old certificate, which lacks the new name: not reused.
+        assert (w.lcm.counters["import"], w.lcm.counters["replace"]) == (1, 1)
+        assert len(w.lcm.locker) == 2 and w.lcm.replaced_with[-1] != first
+        for node in w.emulator.nodes:
+            assert set(node.subject_alt_names) == {SERVICE, *NODES, "ws1-dr.local.test"}
+        assert w.off_trust() == [] and expect_ok(w.up()).changed() == {}
+
+
+def test_a_fitting_certificate_the_locker_no_longer_lists_is_imported_again(tmp_path):
+    with lifecycle_world(tmp_path) as w:
+        expect_ok(w.up())
+        expect_ok(w.up())
+        w.lcm.locker.clear()  # removed from the locker by hand
+        node = w.emulator.node(node_fqdn(2))
+        node._install(node._root, w.issuing_ca.issue(SERVICE, [SERVICE]))
+        expect_ok(w.up())
+        assert (w.lcm.counters["import"], w.lcm.counters["replace"]) == (1, 1)
+        assert w.off_trust() == [] and set(node.subject_alt_names) == {SERVICE, *NODES}
+
+
+@pytest.mark.parametrize(("days_left", "reused"), [(200, True), (20, False)])
+def test_a_locker_certificate_is_reused_only_while_it_stays_valid_long_enough(
+    tmp_path, days_left, reused
+):
+    """The stack's expiry_warning_days (30 here) is the margin: a certificate that would
+    warn soon after it is installed again is not reused."""
+    with lifecycle_world(tmp_path) as w:
+        expect_ok(w.up())
+        expect_ok(w.up())
+        now = datetime.datetime.now(datetime.UTC)
+        fitting = w.issuing_ca.issue(
+            SERVICE, [SERVICE, *NODES], not_after=now + datetime.timedelta(days=days_left)
+        )
+        key_pem = fitting.private_key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        ).decode()
+        w.lcm.locker["by-hand"] = {
+            "alias": _locker_alias(fitting.pem),
+            "privateKey": key_pem,
+            "certificateChain": fitting.pem + w.issuing_ca.pem,
+        }
+        for node in w.emulator.nodes:
+            node._install(w.issuing_ca, fitting)
+        broken = w.emulator.node(node_fqdn(2))
+        broken._install(w.issuing_ca, w.issuing_ca.issue(SERVICE, [SERVICE]))
+        expect_ok(w.up())
+        assert w.lcm.counters["replace"] == 1 and w.off_trust() == []
+        if reused:
+            assert w.lcm.counters["import"] == 0 and w.lcm.replaced_with[-1] == "by-hand"
+            assert broken.leaf_pem.strip() == fitting.pem.strip()
+        else:
+            assert w.lcm.counters["import"] == 1 and w.lcm.replaced_with[-1] != "by-hand"
+            assert broken.leaf_pem.strip() != fitting.pem.strip()
+        assert set(broken.subject_alt_names) == {SERVICE, *NODES}
+
+
+def test_request_progress_is_shown_with_the_request_id_state_and_time_and_no_secret(
+    tmp_path, capsys
+):
+    """In the provider plugin pulumi.log.info has no engine and prints to stderr, which the
+    CLI shows (lifecycle.py docstring): the harness's provider host runs the same SDK code."""
+    with lifecycle_world(tmp_path) as w:
+        w.lcm.request_seconds = 0.5
+        capsys.readouterr()
+        expect_ok(w.up())
+        shown = capsys.readouterr().err
+    lines = [line for line in shown.splitlines() if "Aria Suite Lifecycle" in line]
+    progress = re.compile(
+        r"info: Aria Suite Lifecycle \(127\.0\.0\.1\): request (\S+) \((pre-validate|replace)\) "
+        r"(INPROGRESS|COMPLETED) after \d+ s"
+    )
+    seen = {(m[1], m[2], m[3]) for line in lines if (m := progress.fullmatch(line))}
+    for request_id, request in w.lcm.requests.items():
+        kind = request["requestType"]
+        assert {(request_id, kind, "INPROGRESS"), (request_id, kind, "COMPLETED")} <= seen
+    assert any("importing the certificate ws1-" in line for line in lines), lines
+    key_body = "".join(w.stack.config["lifecycleIssuingCaKey"].strip().splitlines()[1:-1])
+    assert LCM_PASSWORD not in shown and key_body[:40] not in shown
+    assert "PRIVATE KEY" not in shown
+
+
+def test_the_wait_after_completed_is_the_restart_timeout_setting(tmp_path):
+    with lifecycle_world(tmp_path) as w:
+        w.cluster["lifecycle_manager"]["restart_timeout_seconds"] = 1
+        w.lcm.nodes_left_unchanged = {node_fqdn(1)}
+        failed = w.up()
+        assert failed.error is not None
+        assert (
+            "within 1 s (lifecycle_manager.restart_timeout_seconds, after Lifecycle's request "
+            "completed)" in failed.error
+        ), failed.error
+        assert node_fqdn(1) in failed.error
+
+
+@pytest.mark.parametrize("value", [0, 3601, "sixty"])
+def test_a_bad_restart_timeout_is_refused_naming_the_key(tmp_path, value):
+    with lifecycle_world(tmp_path) as w:
+        w.cluster["lifecycle_manager"]["restart_timeout_seconds"] = value
+        failed = w.stack.preview()
+        assert failed.error is not None and failed.resources == {}
+        assert "clusters[0].lifecycle_manager.restart_timeout_seconds" in failed.error
+        assert "a whole number of seconds from 1 to 3600" in failed.error
+        assert w.lcm.received_bodies == []
+
+
+def test_the_chain_the_locker_holds_is_read_and_must_end_at_a_trusted_root(tmp_path):
+    """The root CA found through the route: the locker's certChain for what Lifecycle would
+    install, checked against the planned trust (pins) before pre-validate and replace."""
+    other = CertificateAuthority.create()
+    with lifecycle_world(tmp_path) as w:
+        w.lcm.answer_ca = other.pem
+        failed = w.up()
+        assert failed.error is not None
+        assert f"the chain Lifecycle holds for it ends at {other.sha256}, which is not a root " in (
+            failed.error
+        ), failed.error
+        assert "Nothing was replaced." in failed.error
+        assert w.lcm.counters["locker-detail"] == 1
+        assert (w.lcm.counters["pre-validate"], w.lcm.counters["replace"]) == (0, 0)
+        assert serves_from(w, w.issuing_ca) == [] and w.off_trust() == []
+        w.lcm.answer_ca = None
+        expect_ok(w.up())
+        assert serves_from(w, w.issuing_ca) == NODES and w.off_trust() == []
+
+
+def test_a_locker_entry_whose_chain_is_not_the_certificate_its_alias_names_is_not_installed(
+    tmp_path,
+):
+    with lifecycle_world(tmp_path) as w:
+        expect_ok(w.up())
+        expect_ok(w.up())
+        node = w.emulator.node(node_fqdn(2))
+        node._install(node._root, w.issuing_ca.issue(SERVICE, [SERVICE]))
+        changed = w.issuing_ca.issue(SERVICE, [SERVICE, *NODES])
+        w.lcm.answer_leaf = changed.pem  # the entry was changed by hand in the locker
+        failed = w.up()
+        assert failed.error is not None
+        assert f"holds certificate {pki.sha256_fingerprint(changed.certificate)} first" in (
+            failed.error
+        ), failed.error
+        assert (w.lcm.counters["pre-validate"], w.lcm.counters["replace"]) == (0, 0)
+        assert w.off_trust() == [node_fqdn(2)]  # only the node this test broke
+
+
+def test_a_certificate_chain_with_escaped_line_breaks_is_read(tmp_path):
+    """VMware's API reference shows certChain with its line breaks escaped ("\\n")."""
+    with lifecycle_world(tmp_path) as w:
+        detail = w.lcm._detail
+        w.lcm._detail = lambda vmid: {  # type: ignore[method-assign]
+            **detail(vmid),
+            "certChain": detail(vmid)["certChain"].replace("\n", "\\n"),
+        }
+        expect_ok(w.up())
+        assert serves_from(w, w.issuing_ca) == NODES
+
+
+def test_a_long_request_shows_its_progress_at_a_modest_rate(tmp_path, capsys, monkeypatch):
+    """A line when the state changes and one per PROGRESS_EVERY_SECONDS while it does not:
+    fewer lines than polls (the polls back off up to 5 s)."""
+    from components.appliance.routes import lifecycle
+
+    monkeypatch.setattr(lifecycle, "PROGRESS_EVERY_SECONDS", 1.0)
+    with lifecycle_world(tmp_path) as w:
+        w.lcm.request_seconds = 2.5
+        capsys.readouterr()
+        expect_ok(w.up())
+        shown = capsys.readouterr().err.splitlines()
+        polls = w.lcm.counters["authenticated"] - 5  # import, list, detail, pre-validate, PUT
+    waiting = [line for line in shown if "INPROGRESS after" in line]
+    finished = [line for line in shown if "COMPLETED after" in line]
+    assert len(finished) == 2 and len(waiting) >= 4, shown  # each request: at 0 s and ~1.5 s
+    assert len(waiting) + len(finished) < polls, (shown, polls)
+    # A line while the request was still running, a second or more in.
+    assert any(int(line.rsplit(" ", 2)[1]) >= 1 for line in waiting), waiting

@@ -1397,15 +1397,22 @@ def test_the_shipped_example_stacks_need_only_the_management_ca_file(
     raw = {key.split(":", 1)[1]: value for key, value in document["config"].items()}
     ca = tmp_path / "certs" / "bigip-management-ca.pem"
 
-    # prod shows the ssh certificate route, whose CA file an operator supplies too.
+    # prod shows the ssh certificate route, whose CA file an operator supplies too; staging
+    # the lifecycle_manager route, which also needs the CA of Lifecycle's HTTPS certificate.
     issuing = tmp_path / "certs" / "ws1-issuing-ca.pem"
+    lcm_ca = tmp_path / "certs" / "lcm-management-ca.pem"
+    route = "ssh" if stack == "prod" else "lifecycle_manager"
     expected_issuing = (
-        (
-            f"{P}clusters[0].ssh.issuing_ca_path: '{issuing}' does not exist (expected the PEM "
-            "file of the CA that issues the node certificates).",
-        )
+        ()
         if stack == "prod"
-        else ()
+        else (
+            f"{P}clusters[0].lifecycle_manager.management_ca_path: '{lcm_ca}' does not exist "
+            "(expected the PEM file of the CA that signs Aria Suite Lifecycle's HTTPS "
+            "certificate).",
+        )
+    ) + (
+        f"{P}clusters[0].{route}.issuing_ca_path: '{issuing}' does not exist (expected the PEM "
+        "file of the CA that issues the node certificates).",
     )
 
     with pytest.raises(SettingsError) as caught:
@@ -1418,9 +1425,13 @@ def test_the_shipped_example_stacks_need_only_the_management_ca_file(
 
     ca.parent.mkdir()
     ca.write_text(LB_ROOT_CA)
-    if stack == "prod":
-        issuing.write_text(trustme.CA().cert_pem.bytes().decode())
+    issuing.write_text(trustme.CA().cert_pem.bytes().decode())
+    if stack == "staging":
+        lcm_ca.write_text(trustme.CA().cert_pem.bytes().decode())
     settings = parse_settings(raw, frozenset(), project_dir=tmp_path)
+    if stack == "staging":
+        route = settings.clusters[0].lifecycle_manager
+        assert route is not None and route.restart_timeout_seconds == 60
     virtual_servers = [
         lb.virtual_server for lb in settings.load_balancers if isinstance(lb, F5LoadBalancer)
     ]

@@ -158,6 +158,7 @@ def test_a_lifecycle_route_reads_with_its_defaults_and_names_missing_files(tmp_p
         "vidm",
     )
     assert route.secret_keys == ("lifecycleManagerPassword", "lifecycleIssuingCaKey")
+    assert (route.request_timeout_seconds, route.restart_timeout_seconds) == (1800, 60)
     assert route.keys_in_config == ("lifecycleManagerPassword",)
 
 

@@ -42,6 +42,10 @@ class CertificateRoute(abc.ABC):
         """What the node serves now (its TLS handshake and published root CA)."""
         return observe_node(node)
 
+    def observed(self, nodes: Sequence[ServedNode]) -> None:  # noqa: B027 (optional hook)
+        """What every node of the cluster served before any change, in the stack's order
+        (a route may reuse a certificate it finds there); most routes need nothing of it."""
+
     @abc.abstractmethod
     def missing(self) -> list[str]:
         """What this route needs but cannot find (sentences); checked before any node."""
