@@ -16,8 +16,10 @@ Start beside a cluster:  NodeSsh.attach(cluster, user="sshuser", password=..., r
 from __future__ import annotations
 
 import collections
+import fnmatch
 import hmac
 import logging
+import posixpath
 import shlex
 import socket
 import threading
@@ -261,9 +263,13 @@ class NodeSsh:
             self.files[words[2]] = self._read_stdin(channel)
             return 0, ""
         if len(words) == 3 and words[:2] == ["rm", "-rf"]:
-            prefix = words[2].rstrip("/") + "/"
-            for path in [p for p in self.files if p.startswith(prefix)]:
-                del self.files[path]
+            # As sh would: a glob (`?`, `*`) matches directories that exist; a path is itself.
+            pattern = words[2].rstrip("/")
+            for path in list(self.files):
+                if fnmatch.fnmatchcase(posixpath.dirname(path), pattern) or path.startswith(
+                    pattern + "/"
+                ):
+                    del self.files[path]
             return 0, ""
         if words[:2] == ["su", "root"] and len(words) == 4 and words[2] == "-c":
             channel.sendall(b"Password: ")

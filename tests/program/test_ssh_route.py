@@ -122,6 +122,18 @@ def test_a_fault_in_the_middle_stops_there_and_a_rerun_converges(tmp_path):
         assert w.off_trust() == []
 
 
+def test_a_directory_left_by_a_killed_run_is_removed_by_the_next_install(tmp_path):
+    """A run killed between `mktemp -d` and `rm -rf` leaves a node private key in /tmp on the
+    node: the next install on that node removes every such directory, and nothing else."""
+    with ssh_world(tmp_path) as w:
+        leftover = "/tmp/ws1-cert.424242/key.pem"  # noqa: S108 (a path on the emulated node)
+        unrelated = "/tmp/ws1-cert-notes/keep.txt"  # noqa: S108
+        w.server(1).files.update({leftover: "KEY", unrelated: "notes"})
+        expect_ok(w.up())
+        assert w.installs()[NODES[0]] == 1
+        assert w.server(1).files == {unrelated: "notes"}
+
+
 def test_a_restart_that_does_not_take_is_waited_for_then_reported(tmp_path):
     with ssh_world(tmp_path) as w:
         w.cluster["ssh"]["restart_timeout_seconds"] = 2

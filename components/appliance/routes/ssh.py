@@ -25,7 +25,7 @@ import shlex
 import socket
 import time
 from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from typing import Any
 
 import paramiko
@@ -137,6 +137,14 @@ class SshInstallRoute(CertificateRoute):
         certificate, key_pem = issue_node_certificate(ca, ca_key, common_name, sans)
         ca_pem = pki.bundle_pem([ca])
         with self._connected(node) as transport:
+            # A run killed between mktemp and rm left its directory, with a node private key
+            # in it, readable by this user only: remove it now. Only directories of this
+            # name and this user can go (/tmp is sticky); one run per node at a time is
+            # Pulumi's stack lock, and an operator running two stacks on one cluster at once
+            # is not supported (README, "ssh route"). Best effort: a directory another user
+            # made makes rm exit 1, and that must not stop this node's certificate.
+            with suppress(ApplianceError):
+                self._run(transport, node, f"rm -rf {_REMOTE_TEMPLATE[:-6]}{'?' * 6}")
             # On the node, not here: mktemp -d makes a new directory only its user can read.
             directory = self._run(transport, node, f"mktemp -d {_REMOTE_TEMPLATE}").strip()
             if not directory.startswith(_REMOTE_TEMPLATE[:-6]):
