@@ -14,6 +14,7 @@ from cryptography.hazmat.primitives import serialization
 
 from components import pki
 from emulators._certs import CertificateAuthority
+from tests.harness.host import exception_text
 from tests.harness.lifecycle import PROVIDER_KEY
 from tests.program.lifecycle_world import LCM_PASSWORD, LifecycleWorld, lifecycle_world
 from tests.program.scenarios import CERTIFICATE_TYPE, SERVICE, node_fqdn
@@ -215,7 +216,9 @@ def test_a_new_extra_san_imports_a_new_certificate_and_reuses_nothing_that_does_
         assert w.off_trust() == [] and expect_ok(w.up()).changed() == {}
 
 
-def test_a_fitting_certificate_the_locker_no_longer_lists_is_imported_again(tmp_path):
+def test_a_fitting_certificate_the_locker_no_longer_lists_is_not_reused_a_new_one_is_imported(
+    tmp_path,
+):
     with lifecycle_world(tmp_path) as w:
         expect_ok(w.up())
         expect_ok(w.up())
@@ -326,6 +329,9 @@ def test_the_chain_the_locker_holds_is_read_and_must_end_at_a_trusted_root(tmp_p
             failed.error
         ), failed.error
         assert "Nothing was replaced." in failed.error
+        # The entry just imported stays in the locker, private key included: it is named.
+        imported = next(iter(w.lcm.locker.values()))["alias"]
+        assert f"The locker keeps the entry {imported} just imported" in failed.error
         assert w.lcm.counters["locker-detail"] == 1
         assert (w.lcm.counters["pre-validate"], w.lcm.counters["replace"]) == (0, 0)
         assert serves_from(w, w.issuing_ca) == [] and w.off_trust() == []
@@ -351,6 +357,27 @@ def test_a_locker_entry_whose_chain_is_not_the_certificate_its_alias_names_is_no
         ), failed.error
         assert (w.lcm.counters["pre-validate"], w.lcm.counters["replace"]) == (0, 0)
         assert w.off_trust() == [node_fqdn(2)]  # only the node this test broke
+
+
+def test_a_locker_list_that_is_not_a_list_stops_with_a_clear_error(tmp_path, monkeypatch):
+    """A locker answer other than CertificatePageDTO's list is named, not a TypeError."""
+    from components.appliance.routes import lifecycle
+
+    real_call = lifecycle._Lifecycle.call
+
+    def call(self, method, path, what, body=None):
+        if method == "GET" and path.startswith(f"{lifecycle.LOCKER}?"):
+            return {"certificates": 5, "page": 0, "total": 1}
+        return real_call(self, method, path, what, body)
+
+    monkeypatch.setattr(lifecycle._Lifecycle, "call", call)
+    with lifecycle_world(tmp_path) as w:
+        failed = w.up()
+        assert failed.error is not None
+        shown = exception_text(failed.error)
+        assert "answered `certificates` as int, not a list" in shown, failed.error
+        assert "TypeError" not in failed.error
+        assert (w.lcm.counters["pre-validate"], w.lcm.counters["replace"]) == (0, 0)
 
 
 def test_a_certificate_chain_with_escaped_line_breaks_is_read(tmp_path):

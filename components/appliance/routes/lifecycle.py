@@ -280,13 +280,21 @@ class _Locker:
                 "passphrase": "",
             },
         )
-        vmid = self._vmid(alias)
-        if vmid is None:
+        try:
+            vmid = self._vmid(alias)
+            if vmid is None:
+                raise ApplianceError(
+                    f"{self._where}: the locker does not list the certificate {alias} just "
+                    "imported; nothing was replaced."
+                )
+            self._verify_chain(vmid, alias, certificate)
+        except ApplianceError as problem:
+            # The entry stays in the locker, with its private key: say which one it is.
             raise ApplianceError(
-                f"{self._where}: the locker does not list the certificate {alias} just "
-                "imported; nothing was replaced."
-            )
-        self._verify_chain(vmid, alias, certificate)
+                f"{problem} The locker keeps the entry {alias} just imported (with its "
+                "private key): delete it in the Lifecycle UI (Locker > Certificates) if it is "
+                "not wanted; the next run imports a new certificate."
+            ) from None
         return certificate, vmid
 
     def _vmid(self, alias: str) -> str | None:
@@ -295,7 +303,16 @@ class _Locker:
         listed = self._api.call(
             "GET", f"{LOCKER}?aliasQuery={quote(alias)}", "list the locker certificates"
         )
-        for entry in listed.get("certificates") or []:
+        entries = listed.get("certificates")
+        if entries is None:
+            entries = []
+        if not isinstance(entries, list):
+            raise ApplianceError(
+                f"{self._where}: the locker list answered `certificates` as "
+                f"{type(entries).__name__}, not a list (CertificatePageDTO in VMware's API "
+                "reference); nothing was replaced."
+            )
+        for entry in entries:
             if isinstance(entry, dict) and entry.get("alias") == alias and entry.get("vmid"):
                 return str(entry["vmid"])
         return None
@@ -305,10 +322,9 @@ class _Locker:
         start with `certificate` and verify against the planned trust (pins included) for
         every name, before anything is replaced. Only certChain is read from the answer."""
         detail = self._api.call("GET", f"{LOCKER}/{quote(vmid)}", f"read the certificate {alias}")
+        # The API reference's example shows the PEM with its line breaks escaped as `\n`;
+        # pki.load_bundle reads both forms.
         text = str(detail.get("certChain") or "")
-        if "\n" not in text:
-            # The API reference's example shows the PEM with its line breaks escaped.
-            text = text.replace("\\n", "\n")
         stop = f"{self._where}: the locker certificate {alias}"
         try:
             chain = pki.load_bundle(text, "its certChain")
