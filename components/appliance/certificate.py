@@ -51,6 +51,10 @@ _OBSERVATIONS = ("served_sha256s", "nodes_needing_certificate")
 # The stack CA's private key (`ssh.issuing_ca: generated`): a secret input, never copied to
 # the outputs and never compared (it is the key of route.issuing_ca_pem, which is).
 _ISSUING_CA_KEY = "issuing_ca_key_pem"
+# Route settings that say how a run behaves (how long to wait, how much validity a reused
+# certificate needs), not what the nodes must serve: changing one alone is no update for
+# preview to show. An update that happens anyway uses the new values (they are in `news`).
+_ROUTE_RUN_SETTINGS = ("request_timeout_seconds", "restart_timeout_seconds", "reuse_min_days")
 
 
 class ApplianceCertificateProvider(ApplianceProvider):
@@ -87,6 +91,9 @@ class ApplianceCertificateProvider(ApplianceProvider):
             for key, value in news.items()
             if key not in _OBSERVATIONS and key != _ISSUING_CA_KEY
         }
+        if isinstance(declared.get("route"), dict) and isinstance(olds.get("route"), dict):
+            declared["route"] = _without_run_settings(declared["route"])
+            olds = {**olds, "route": _without_run_settings(olds["route"])}
         result = diff_inputs(olds, declared, self.replace_keys)
         if result.changes or is_unknown(news.get("served_sha256s")):
             return DiffResult(changes=True, replaces=result.replaces, delete_before_replace=False)
@@ -170,6 +177,10 @@ def _issuer(props: dict[str, Any]) -> x509.Certificate | None:
     if not pem or is_unknown(pem):
         return None
     return pki.load_certificate(str(pem), f"{route.get('method')}.issuing_ca")
+
+
+def _without_run_settings(route: dict[str, Any]) -> dict[str, Any]:
+    return {key: value for key, value in route.items() if key not in _ROUTE_RUN_SETTINGS}
 
 
 def _observe(props: dict[str, Any]) -> ClusterObservation:

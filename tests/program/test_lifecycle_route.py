@@ -359,6 +359,24 @@ def test_a_locker_entry_whose_chain_is_not_the_certificate_its_alias_names_is_no
         assert w.off_trust() == [node_fqdn(2)]  # only the node this test broke
 
 
+def test_changing_only_how_long_to_wait_or_the_warning_margin_plans_no_update(tmp_path):
+    """Timeouts and the reuse margin say how a run behaves, not what the nodes serve: a
+    reviewer reading preview must not see an update of the node certificates for them."""
+    with lifecycle_world(tmp_path) as w:
+        expect_ok(w.up())
+        expect_ok(w.up())
+        w.cluster["lifecycle_manager"]["restart_timeout_seconds"] = 120
+        w.cluster["lifecycle_manager"]["request_timeout_seconds"] = 600
+        w.stack.config["expiry_warning_days"] = 45
+        assert expect_ok(w.stack.preview()).changed() == {}
+        w.lcm.reset_counters()
+        assert expect_ok(w.up()).changed() == {}
+        assert (w.lcm.writes(), w.lcm.logins()) == (0, 0)
+        # A change of what the nodes must serve is still an update.
+        w.cluster["extra_sans"] = ["login.corp.test"]
+        assert any(urn.endswith("certificate") for urn in expect_ok(w.stack.preview()).changed())
+
+
 def test_a_locker_list_that_is_not_a_list_stops_with_a_clear_error(tmp_path, monkeypatch):
     """A locker answer other than CertificatePageDTO's list is named, not a TypeError."""
     from components.appliance.routes import lifecycle
