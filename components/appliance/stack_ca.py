@@ -22,6 +22,7 @@ the providers that get it as an input).
 from __future__ import annotations
 
 import datetime
+import hashlib
 from typing import Any
 
 import pulumi
@@ -41,7 +42,13 @@ from pulumi.dynamic import (
 from components import pki
 from components.dynamic import TrustProvider, is_unknown
 
-__all__ = ["StackIssuingCA", "StackIssuingCAProvider", "stack_ca_subject"]
+__all__ = [
+    "PRODUCER",
+    "StackIssuingCA",
+    "StackIssuingCAProvider",
+    "named_like_a_stack_ca",
+    "stack_ca_subject",
+]
 
 PRODUCER = "ws1-access-lb-trust"
 # NIST SP 800-57 Part 1 puts RSA 3072 at 128-bit security, acceptable beyond 2030; ten years
@@ -55,16 +62,29 @@ _COMMON_NAME_LIMIT = 64  # RFC 5280, ub-common-name
 def stack_ca_subject(service_fqdn: str) -> x509.Name:
     """The subject of the stack CA for a cluster: the program knows it while it runs (the
     certificate it does not), so it tells which published root CAs may be the stack's own.
-    That is only a first sort: a root is the stack's own when its fingerprint is."""
+    That is only a first sort: a root is the stack's own when its fingerprint is.
+
+    A service FQDN too long for the CN whole is cut, and the first 8 hex digits of its
+    SHA-256 are kept, so two long FQDNs that share a prefix still get different subjects."""
     common_name = f"{service_fqdn} {PRODUCER} CA"
     if len(common_name) > _COMMON_NAME_LIMIT:
-        common_name = f"{PRODUCER} CA {service_fqdn}"[:_COMMON_NAME_LIMIT]
+        digest = hashlib.sha256(service_fqdn.encode()).hexdigest()[:8]
+        head = f"{PRODUCER} CA {digest} "
+        common_name = head + service_fqdn[: _COMMON_NAME_LIMIT - len(head)]
     return x509.Name(
         [
             x509.NameAttribute(NameOID.ORGANIZATION_NAME, PRODUCER),
             x509.NameAttribute(NameOID.COMMON_NAME, common_name),
         ]
     )
+
+
+def named_like_a_stack_ca(name: x509.Name) -> bool:
+    """True for a subject this program gives the CAs it generates (organization PRODUCER),
+    whatever service FQDN it was made for: e.g. the CA of a cluster's earlier service_fqdn.
+    A hint for the operator's message only, never a reason to trust."""
+    organizations = name.get_attributes_for_oid(NameOID.ORGANIZATION_NAME)
+    return any(attribute.value == PRODUCER for attribute in organizations)
 
 
 def _generate(service_fqdn: str) -> tuple[x509.Certificate, str]:

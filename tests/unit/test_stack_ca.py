@@ -3,6 +3,8 @@ approves it by fingerprint (never by name). No network: nodes are ServedNode val
 
 from __future__ import annotations
 
+import hashlib
+
 import pytest
 from pulumi.output import Unknown
 
@@ -10,7 +12,11 @@ from components import pki
 from components.appliance.client import ServedNode
 from components.appliance.observation import ClusterObservation, TrustDecisionError, decide_trust
 from components.appliance.root_ca import ApplianceRootCAProvider
-from components.appliance.stack_ca import StackIssuingCAProvider, stack_ca_subject
+from components.appliance.stack_ca import (
+    StackIssuingCAProvider,
+    named_like_a_stack_ca,
+    stack_ca_subject,
+)
 from emulators._certs import CertificateAuthority
 
 SERVICE = "ws1.corp.example"
@@ -75,6 +81,22 @@ def test_a_long_service_fqdn_still_makes_a_common_name_within_64_characters() ->
     assert pki.load_certificate(result.outs["certificate_pem"], "ca").subject == stack_ca_subject(
         fqdn
     )
+
+
+def test_long_service_fqdns_with_the_same_prefix_get_their_own_subjects() -> None:
+    prefix = "ws1-access-" + "b" * 40
+    first, second = f"{prefix}.one.corp.example", f"{prefix}.two.corp.example"
+    subjects = {stack_ca_subject(fqdn) for fqdn in (first, second)}
+    assert len(subjects) == 2
+    for fqdn in (first, second):
+        [cn] = [a for a in stack_ca_subject(fqdn) if a.oid._name == "commonName"]
+        digest = hashlib.sha256(fqdn.encode()).hexdigest()[:8]
+        assert len(str(cn.value)) <= 64 and digest in str(cn.value)
+        assert named_like_a_stack_ca(stack_ca_subject(fqdn))
+    # A short FQDN keeps its readable name, without a hash.
+    [short] = [a for a in stack_ca_subject(SERVICE) if a.oid._name == "commonName"]
+    assert short.value == f"{SERVICE} ws1-access-lb-trust CA"
+    assert not named_like_a_stack_ca(CertificateAuthority.create().certificate.subject)
 
 
 def test_the_stack_ca_is_trusted_without_a_pin_and_only_by_its_fingerprint() -> None:
