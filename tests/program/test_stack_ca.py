@@ -15,12 +15,14 @@ import json
 import logging
 from typing import Any
 
+import yaml
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.x509.oid import NameOID
 
 from components import pki
 from components.appliance.stack_ca import stack_ca_subject
+from components.audit.__main__ import main as audit_main
 from emulators._certs import CertificateAuthority
 from tests.harness.lifecycle import PROVIDER_KEY, UNKNOWN
 from tests.program.scenarios import CERTIFICATE_TYPE, SERVICE, node_fqdn
@@ -234,3 +236,72 @@ def test_a_missing_ssh_password_stops_preview_and_no_ca_key_is_asked_for(tmp_pat
         assert failed.error is not None and "sshPassword" in failed.error
         assert "IssuingCaKey" not in failed.error and "ISSUING_CA_KEY" not in failed.error
         assert failed.resources == {} and w.total("connections") == 0
+
+
+def audit_rows(w: SshWorld, capsys: Any, config: dict[str, Any] | None = None) -> list[dict]:
+    """`python -m components.audit` over the stack file as an operator keeps it (secrets as
+    `secure:` values, never decrypted by the audit)."""
+    config = config if config is not None else w.stack.config
+    entries: dict[str, Any] = {}
+    for key, value in config.items():
+        entries[f"ws1-access-lb-trust:{key}"] = (
+            {"secure": "v1:AAAA"} if key in w.stack.secret_keys else value
+        )
+    stack_file = w.directory / "Pulumi.local.yaml"
+    stack_file.write_text(yaml.safe_dump({"config": entries}))
+    capsys.readouterr()
+    code = audit_main([str(stack_file), "--json"])
+    rows: list[dict] = json.loads(capsys.readouterr().out)["rows"]
+    assert code == max((VERDICT_CODES[row["verdict"]] for row in rows), default=3)
+    return rows
+
+
+VERDICT_CODES = {"OK": 0, "WARN": 1, "FAIL": 2, "UNKNOWN": 3}
+
+
+def test_the_audit_of_a_generated_ca_cluster_is_unknown_until_the_stack_ca_is_pinned(
+    tmp_path, capsys
+):
+    with ssh_world(tmp_path, generated_ca=True) as w:
+        expect_ok(w.up())
+        expect_ok(w.up())  # settle: the appliance's old root CA leaves the bundles
+        ca = w.stack_ca()
+        assert w.trusted("proxy-a") == [ca["sha256"]]
+
+        # The audit knows the stack file only: the stack CA is named like the stack's own,
+        # so it is neither failed nor passed, and the operator is told how to settle it.
+        rows = audit_rows(w, capsys)
+        assert len(rows) == 6  # 2 load balancers x 3 nodes
+        assert {row["verdict"] for row in rows} == {"UNKNOWN"}, rows
+        for row in rows:
+            node_line = f"node {row['node']} publishes root CA {ca['sha256']}"
+            assert any(
+                reason.startswith(node_line)
+                and "root_ca_sha256s" in reason
+                and "pin it in root_ca_sha256" in reason
+                for reason in row["reasons"]
+            ), row["reasons"]
+            assert any(
+                f"load balancer {row['load_balancer']} also trusts {ca['sha256']}" in reason
+                for reason in row["reasons"]
+            ), row["reasons"]
+            assert not any("does not pin" in reason for reason in row["reasons"])
+
+        # The same root CA on a cluster that does not generate its CA: a plain unpinned root.
+        operator = json.loads(json.dumps(w.stack.config))
+        operator["clusters"][0]["certificate_method"] = "none"
+        rows = audit_rows(w, capsys, operator)
+        assert {row["verdict"] for row in rows} == {"FAIL"}, rows
+        assert all(
+            any("which the stack does not pin" in reason for reason in row["reasons"])
+            for row in rows
+        )
+
+        # Pinned (from the stack output), the program accepts it and the audit passes.
+        w.cluster["root_ca_sha256"] = [*w.cluster["root_ca_sha256"], ca["sha256"]]
+        pinned = expect_ok(w.up())
+        assert pinned.outputs["local"]["root_ca_sha256s"] == [ca["sha256"]]
+        assert (w.total("connections"), w.emulator.writes()) == (0, 0)
+        assert w.trusted("proxy-a") == w.trusted("proxy-b") == [ca["sha256"]]
+        rows = audit_rows(w, capsys)
+        assert {row["verdict"] for row in rows} == {"OK"}, rows
