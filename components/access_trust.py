@@ -185,6 +185,13 @@ def nodes_to_fix(cluster: Cluster, observation: ClusterObservation) -> list[str]
     )
 
 
+def _publishes_stack_ca_subject(cluster: Cluster, observation: ClusterObservation) -> bool:
+    """True when some node publishes a root CA named like this cluster's stack CA (pinned or
+    not): the stack CA may be in use, so it stays among the trusted root CAs."""
+    subject = stack_ca_subject(cluster.service_fqdn)
+    return any(node.root_ca.subject == subject for node in observation.nodes)
+
+
 def _stack_ca_to_fix(
     cluster: Cluster, observation: ClusterObservation, stack_ca_pem: str
 ) -> list[str]:
@@ -269,8 +276,13 @@ class AccessTrust(pulumi.ComponentResource):
         nodes = node_addresses(cluster)
         observation = approved.observation
 
-        # The stack's own CA first: the load balancers always trust it (the stack made it,
-        # no pin needed), so the planned roots are those approved above plus it.
+        # The stack's own CA first: the load balancers trust it (the stack made it, no pin
+        # needed), so the planned roots are those approved above plus it. It is declared
+        # whenever the cluster generates its CA (manage_certificate: false keeps it, so
+        # turning that back on moves no node), but trusted only where it is or will be used:
+        # this cluster writes certificates from it, or some node already publishes a root CA
+        # with its subject (settled by fingerprint in ApplianceRootCA). Otherwise it would be
+        # a trust anchor that no node uses, whose key is in the state.
         self.stack_ca: StackIssuingCA | None = None
         planned: Any = approved.trusted_root_cas
         stack_ca_pem = None
@@ -281,6 +293,9 @@ class AccessTrust(pulumi.ComponentResource):
                 service_fqdn=cluster.service_fqdn,
                 opts=names.options("issuing-ca", child),
             )
+        if self.stack_ca is not None and (
+            cluster.writes_certificates or _publishes_stack_ca_subject(cluster, observation)
+        ):
             stack_ca_pem = self.stack_ca.certificate_pem
             planned = stack_ca_pem.apply(
                 lambda pem: with_stack_ca(

@@ -305,3 +305,39 @@ def test_the_audit_of_a_generated_ca_cluster_is_unknown_until_the_stack_ca_is_pi
         assert w.trusted("proxy-a") == w.trusted("proxy-b") == [ca["sha256"]]
         rows = audit_rows(w, capsys)
         assert {row["verdict"] for row in rows} == {"OK"}, rows
+
+
+def test_with_manage_certificate_false_the_stack_ca_is_trusted_only_where_a_node_uses_it(tmp_path):
+    with ssh_world(tmp_path, generated_ca=True) as w:
+        # A fresh stack that writes no certificate: the CA is made (so turning
+        # manage_certificate on later moves the nodes without a new CA), but no load
+        # balancer trusts it: no node uses it, and its key is in the state.
+        w.cluster["manage_certificate"] = False
+        fresh = expect_ok(w.up())
+        [ca_state] = fresh.of_type(STACK_CA_TYPE)
+        assert ca_state.outputs["sha256"]
+        assert w.trusted("proxy-a") == w.trusted("proxy-b") == [w.emulator.root_ca_sha256]
+        assert fresh.outputs["local"]["root_ca_sha256s"] == [w.emulator.root_ca_sha256]
+        [root_state] = fresh.of_type(ROOT_CA_TYPE)
+        assert "stack_ca_pem" not in root_state.inputs
+        assert (w.total("connections"), w.total("installs")) == (0, 0)
+
+        # Turned on: the same CA, trusted first, then every node moves to it.
+        w.cluster["manage_certificate"] = True
+        expect_ok(w.up())
+        expect_ok(w.up())  # settle
+        ca = w.stack_ca()
+        assert ca["sha256"] == ca_state.outputs["sha256"]
+        assert issued_by(w, ca["certificate_pem"]) == NODES
+        assert w.trusted("proxy-a") == [ca["sha256"]]
+
+        # Off again with every node on the stack CA: still trusted, the trust unchanged.
+        w.cluster["manage_certificate"] = False
+        off = expect_ok(w.up())
+        assert w.trusted("proxy-a") == w.trusted("proxy-b") == [ca["sha256"]]
+        assert w.stack_ca() == ca
+        root_urn = next(urn for urn in off.resources if urn.endswith("root-ca"))
+        assert root_urn not in off.changed()
+        assert not any(":PemTrustBundle" in urn or "proxy-" in urn for urn in off.changed())
+        assert (w.total("connections"), w.total("installs"), w.emulator.writes()) == (0, 0, 0)
+        assert off.outputs["local"]["root_ca_sha256s"] == [ca["sha256"]]
