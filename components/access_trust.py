@@ -291,6 +291,7 @@ class AccessTrust(pulumi.ComponentResource):
                 names("issuing-ca"),
                 cluster=cluster.name,
                 service_fqdn=cluster.service_fqdn,
+                published_claims=approved.stack_ca_claims,
                 opts=names.options("issuing-ca", child),
             )
         if self.stack_ca is not None and (

@@ -87,6 +87,13 @@ def named_like_a_stack_ca(name: x509.Name) -> bool:
     return any(attribute.value == PRODUCER for attribute in organizations)
 
 
+def _impostor_refusal(cluster: str, claims: dict[str, str], own: str) -> str:
+    # observation.py imports this module (named_like_a_stack_ca): imported late, no cycle.
+    from components.appliance.observation import impostor_refusal
+
+    return impostor_refusal(cluster, claims, own)
+
+
 def _generate(service_fqdn: str) -> tuple[x509.Certificate, str]:
     key = rsa.generate_private_key(public_exponent=65537, key_size=_KEY_SIZE)
     subject = stack_ca_subject(service_fqdn)
@@ -129,11 +136,23 @@ class StackIssuingCAProvider(TrustProvider):
     """Generates once; afterwards the state IS the CA, so there is nothing to compare with,
     read back or remove anywhere else."""
 
-    def check(self, _olds: dict[str, Any], news: dict[str, Any]) -> CheckResult:
+    def check(self, olds: dict[str, Any], news: dict[str, Any]) -> CheckResult:
         failures = []
         name = news.get("service_fqdn")
         if not is_unknown(name) and not name:
             failures.append(CheckFailure("service_fqdn", "the cluster's service FQDN is required."))
+        claims = news.get("published_claims")
+        if not olds and claims and not is_unknown(claims):
+            # About to be created (no prior inputs: the engine's Check for a new resource),
+            # while nodes already publish an unpinned root CA with this CA's subject (a lost
+            # state, say). A CA that does not exist yet cannot be theirs: ApplianceRootCA would
+            # refuse it anyway, but only after this create; refused here, no CA is made.
+            refusal = _impostor_refusal(
+                str(news.get("cluster")),
+                {str(fqdn): str(sha256) for fqdn, sha256 in claims.items()},
+                "not generated yet: a new one would be made in this run",
+            )
+            failures.append(CheckFailure("published_claims", refusal))
         return CheckResult(news, failures)
 
     def create(self, props: dict[str, Any]) -> CreateResult:
@@ -189,11 +208,16 @@ class StackIssuingCA(pulumi.dynamic.Resource, module="ws1", name="StackIssuingCA
         *,
         cluster: str,
         service_fqdn: str,
+        published_claims: dict[str, str] | None = None,
         opts: pulumi.ResourceOptions | None = None,
     ) -> None:
         props: dict[str, Any] = {
             "cluster": cluster,
             "service_fqdn": service_fqdn,
+            # Node -> unpinned root CA it publishes under this CA's subject (the program's
+            # stack_ca_claims): judged by `check` only when the CA is about to be created;
+            # `diff` ignores it, so it never changes an existing CA.
+            "published_claims": published_claims or {},
             # Output-only: known once generated (unknown in the preview that creates it).
             "certificate_pem": None,
             "sha256": None,

@@ -341,3 +341,63 @@ def test_with_manage_certificate_false_the_stack_ca_is_trusted_only_where_a_node
         assert not any(":PemTrustBundle" in urn or "proxy-" in urn for urn in off.changed())
         assert (w.total("connections"), w.total("installs"), w.emulator.writes()) == (0, 0, 0)
         assert off.outputs["local"]["root_ca_sha256s"] == [ca["sha256"]]
+
+
+def test_a_new_service_fqdn_names_the_previous_stack_ca_and_moves_once_it_is_pinned(tmp_path):
+    with ssh_world(tmp_path, generated_ca=True) as w:
+        expect_ok(w.up())
+        expect_ok(w.up())
+        old = w.stack_ca()
+        before = {lb: w.trusted(lb) for lb in ("proxy-a", "proxy-b")}
+
+        renamed = "ws1-renamed.local.test"
+        w.cluster["service_fqdn"] = renamed
+        w.reset_counters()
+        failed = w.stack.preview()
+        assert failed.error is not None
+        for node in NODES:
+            assert f"node {node} publishes root CA {old['sha256']}" in failed.error
+        assert "PREVIOUS CA" in failed.error and "earlier service_fqdn" in failed.error
+        assert "pin it in root_ca_sha256" in failed.error
+        assert "regenerated on purpose" not in failed.error
+        assert failed.resources == {}
+
+        # Pinned as told: the new CA is trusted first, every node moves to it.
+        w.cluster["root_ca_sha256"] = [*w.cluster["root_ca_sha256"], old["sha256"]]
+        expect_ok(w.up())
+        new = w.stack_ca()
+        assert new["sha256"] != old["sha256"] and new["service_fqdn"] == renamed
+        assert issued_by(w, new["certificate_pem"]) == NODES
+        assert w.off_trust() == []
+        assert w.installs() == dict.fromkeys(NODES, 1)
+        assert {lb: w.trusted(lb) for lb in ("proxy-a", "proxy-b")} != before
+
+
+def test_after_a_lost_state_the_refused_up_creates_no_ca(tmp_path):
+    with ssh_world(tmp_path, generated_ca=True) as w:
+        expect_ok(w.up())
+        expect_ok(w.up())
+        old = w.stack_ca()
+        before = {lb: w.trusted(lb) for lb in ("proxy-a", "proxy-b")}
+        w.stack.state.clear()  # the state is lost; the nodes still serve from the old CA
+
+        failed = w.up()
+        assert failed.error is not None
+        assert f"publishes root CA {old['sha256']}" in failed.error
+        assert "not generated yet" in failed.error and "root_ca_sha256" in failed.error
+        # Refused while checking the CA, before it was made: nothing in the state, nothing
+        # written anywhere.
+        assert not any(r.type.endswith(STACK_CA_TYPE) for r in w.stack.state.values())
+        assert {lb: w.trusted(lb) for lb in ("proxy-a", "proxy-b")} == before
+        assert (w.total("connections"), w.total("installs")) == (0, 0)
+
+        # Pinned, as the refusal says (and the bundle files, which the lost state wrote,
+        # adopted): a new CA, and every node moves to it.
+        w.cluster["root_ca_sha256"] = [*w.cluster["root_ca_sha256"], old["sha256"]]
+        for lb in w.stack.config["load_balancers"]:
+            lb["adopt_existing_file"] = True
+        expect_ok(w.up())
+        new = w.stack_ca()
+        assert new["sha256"] != old["sha256"]
+        assert issued_by(w, new["certificate_pem"]) == NODES
+        assert w.off_trust() == []

@@ -153,3 +153,15 @@ def test_root_ca_check_refuses_a_claim_in_preview_known_or_not() -> None:
     news["stack_ca_claims"] = {NODES[0]: stack_ca["sha256"]}
     [failure] = provider.check({}, news).failures
     assert "not generated yet" in failure.reason
+
+
+def test_check_refuses_to_create_a_ca_that_nodes_already_claim_but_never_an_existing_one() -> None:
+    provider = StackIssuingCAProvider()
+    news = {"cluster": "ws1", "service_fqdn": SERVICE, "published_claims": {NODES[0]: "AB:CD"}}
+    [failure] = provider.check({}, news).failures
+    assert failure.property == "published_claims"
+    assert f"node {NODES[0]} publishes root CA AB:CD" in failure.reason
+    assert "not generated yet" in failure.reason
+    # The CA exists (prior inputs): its claims are for ApplianceRootCA to settle by fingerprint.
+    assert provider.check({"cluster": "ws1", "service_fqdn": SERVICE}, news).failures == []
+    assert provider.check({}, {**news, "published_claims": {}}).failures == []
