@@ -96,10 +96,29 @@ def test_first_up_trusts_the_stack_ca_first_then_moves_every_node_to_it(tmp_path
         assert all(node in said for node in NODES)
         assert not any("gets a new certificate" in line for line in preview.warnings)
 
+        # What each load balancer's bundle file holds at the moment each node installs
+        # (recorded by the node's SSH server as it runs the install script).
+        at_install: list[tuple[str, dict[str, list[str]]]] = []
+        for server in w.servers:
+            restart = server._restart_with
+
+            def recording(*args: Any, _restart: Any = restart, _fqdn: str = server.node.fqdn):
+                at_install.append((_fqdn, {lb: w.trusted(lb) for lb in ("proxy-a", "proxy-b")}))
+                return _restart(*args)
+
+            server._restart_with = recording  # type: ignore[method-assign]
+
         first = expect_ok(w.up())
         ca = w.stack_ca()
-        # The order the resources were registered (and so run) in: the CA, then the planned
-        # trust, then the nodes (which also wait on every trust store: depends_on).
+        # Every load balancer trusted the stack CA before the first node installed (and so
+        # before any node served from it), next to the appliance's root CA that the nodes
+        # not yet moved still serve from.
+        assert [fqdn for fqdn, _ in at_install] == NODES
+        for _fqdn, bundles in at_install:
+            for held in bundles.values():
+                assert set(held) == {w.emulator.root_ca_sha256, ca["sha256"]}, bundles
+        # The order the resources were registered in: the CA, then the planned trust, then
+        # the nodes (which also wait on every trust store: depends_on).
         registered = list(first.resources)
         ca_urn = next(u for u in registered if u.endswith("issuing-ca"))
         root_urn = next(u for u in registered if u.endswith("root-ca"))
