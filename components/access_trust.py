@@ -232,7 +232,7 @@ def route_input(
     ssh = cluster.ssh
     if cluster.certificate_method != "ssh" or ssh is None:
         return None
-    return {
+    route: dict[str, Any] = {
         "method": "ssh",
         "user": ssh.user,
         "authentication": ssh.authentication,
@@ -240,14 +240,20 @@ def route_input(
         "password_key": ssh.password_key,
         "private_key_key": ssh.private_key_key,
         "root_password_key": ssh.root_password_key,
-        "issuing_ca_pem": stack_ca_pem if stack_ca_pem is not None else ssh.issuing_ca,
-        "issuing_ca_key_key": "" if stack_ca_pem is not None else ssh.issuing_ca_key_key,
+        "issuing_ca_pem": ssh.issuing_ca,
+        "issuing_ca_key_key": ssh.issuing_ca_key_key,
         "restart_timeout_seconds": ssh.restart_timeout_seconds,
         "endpoints": {
             node.fqdn: {"port": node.ssh_port or ssh.port, "host_key": node.ssh_host_key}
             for node in cluster.nodes
         },
     }
+    if stack_ca_pem is not None:
+        # Said explicitly, and only here: an operator-CA stack's input has no `issuing_ca`
+        # key, so it stays exactly as before the stack CA existed (no planned change).
+        route.update(issuing_ca="generated", issuing_ca_pem=stack_ca_pem)
+        del route["issuing_ca_key_key"]
+    return route
 
 
 def _after_trust_stores(stores: Iterable[TrustStoreOutputs]) -> list[pulumi.Resource]:

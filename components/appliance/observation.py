@@ -232,7 +232,8 @@ def decide_trust(
     node publishing exactly it is approved, and an unpinned root CA that carries its subject
     but is another certificate is refused. Where only its subject is known
     (`stack_ca_subject`, while the program runs), the nodes whose root CA carries it are left
-    out of this decision and out of the result, for the exact check to settle.
+    out of this decision and out of the result, for the exact check to settle. The two are
+    never given together (ValueError): the certificate would make its subject redundant.
     """
     cluster, served = observation.cluster, observation.nodes
     foreign = [node for node in served if not node.issued_by_root]

@@ -165,7 +165,8 @@ def test_first_up_trusts_the_stack_ca_first_then_moves_every_node_to_it(tmp_path
         assert "issuing_ca_key_pem" in cert_state.secrets
         assert cert_state.inputs["issuing_ca_key_pem"] == ca["private_key_pem"]
         assert "issuing_ca_key_pem" not in cert_state.outputs
-        assert cert_state.inputs["route"]["issuing_ca_key_key"] == ""
+        assert cert_state.inputs["route"]["issuing_ca"] == "generated"
+        assert "issuing_ca_key_key" not in cert_state.inputs["route"]
 
         # Second up: the nodes all publish the stack CA now (no pin needed), so the appliance's
         # old root CA leaves the bundles; nothing is written to any node, no SSH login.

@@ -165,3 +165,16 @@ def test_check_refuses_to_create_a_ca_that_nodes_already_claim_but_never_an_exis
     # The CA exists (prior inputs): its claims are for ApplianceRootCA to settle by fingerprint.
     assert provider.check({"cluster": "ws1", "service_fqdn": SERVICE}, news).failures == []
     assert provider.check({}, {**news, "published_claims": {}}).failures == []
+
+
+def test_decide_trust_takes_the_stack_ca_or_its_subject_never_both() -> None:
+    stack_ca = stack_ca_as_authority(created())
+    nodes = observation(served(NODES[0], stack_ca))
+    with pytest.raises(ValueError, match="not both"):
+        decide_trust(
+            nodes,
+            [],
+            True,
+            stack_ca=stack_ca.certificate,
+            stack_ca_subject=stack_ca_subject(SERVICE),
+        )
