@@ -188,6 +188,8 @@ class StackIssuingCAProvider(TrustProvider):
     def read(self, id_: str, props: dict[str, Any]) -> ReadResult:
         # The CA exists only in the state: nothing outside it to refresh from. The key comes
         # back as it went in; the engine marks it secret again (annotateSecrets, module doc).
+        # A `pulumi import` or `.get` passes no prior outputs (the SDK's dynamic host, Read,
+        # falls back to the declared inputs), so it cannot adopt a CA: README, state loss.
         return ReadResult(id_=id_, outs=dict(props))
 
     def delete(self, _id: str, _props: dict[str, Any]) -> None:
