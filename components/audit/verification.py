@@ -395,9 +395,7 @@ class _ClusterJudge:
             f"{node.root_ca_sha256}, {others}."
         ]
 
-    def _unpinned_trust(
-        self, lb: LoadBalancer, trust: DeviceTrust
-    ) -> tuple[list[str], list[str]]:
+    def _unpinned_trust(self, lb: LoadBalancer, trust: DeviceTrust) -> tuple[list[str], list[str]]:
         """(warnings, unknowns): a trusted root CA the stack does not pin is a warning, one
         that may be the stack's own CA cannot be judged here (see _pin)."""
         if not self.pins:
