@@ -185,6 +185,13 @@ def nodes_to_fix(cluster: Cluster, observation: ClusterObservation) -> list[str]
     )
 
 
+def _publishes_stack_ca_subject(cluster: Cluster, observation: ClusterObservation) -> bool:
+    """True when some node publishes a root CA named like this cluster's stack CA (pinned or
+    not): the stack CA may be in use, so it stays among the trusted root CAs."""
+    subject = stack_ca_subject(cluster.service_fqdn)
+    return any(node.root_ca.subject == subject for node in observation.nodes)
+
+
 def _stack_ca_to_fix(
     cluster: Cluster, observation: ClusterObservation, stack_ca_pem: str
 ) -> list[str]:
@@ -225,7 +232,7 @@ def route_input(
     ssh = cluster.ssh
     if cluster.certificate_method != "ssh" or ssh is None:
         return None
-    return {
+    route: dict[str, Any] = {
         "method": "ssh",
         "user": ssh.user,
         "authentication": ssh.authentication,
@@ -233,14 +240,20 @@ def route_input(
         "password_key": ssh.password_key,
         "private_key_key": ssh.private_key_key,
         "root_password_key": ssh.root_password_key,
-        "issuing_ca_pem": stack_ca_pem if stack_ca_pem is not None else ssh.issuing_ca,
-        "issuing_ca_key_key": "" if stack_ca_pem is not None else ssh.issuing_ca_key_key,
+        "issuing_ca_pem": ssh.issuing_ca,
+        "issuing_ca_key_key": ssh.issuing_ca_key_key,
         "restart_timeout_seconds": ssh.restart_timeout_seconds,
         "endpoints": {
             node.fqdn: {"port": node.ssh_port or ssh.port, "host_key": node.ssh_host_key}
             for node in cluster.nodes
         },
     }
+    if stack_ca_pem is not None:
+        # Said explicitly, and only here: an operator-CA stack's input has no `issuing_ca`
+        # key, so it stays exactly as before the stack CA existed (no planned change).
+        route.update(issuing_ca="generated", issuing_ca_pem=stack_ca_pem)
+        del route["issuing_ca_key_key"]
+    return route
 
 
 def _after_trust_stores(stores: Iterable[TrustStoreOutputs]) -> list[pulumi.Resource]:
@@ -269,8 +282,13 @@ class AccessTrust(pulumi.ComponentResource):
         nodes = node_addresses(cluster)
         observation = approved.observation
 
-        # The stack's own CA first: the load balancers always trust it (the stack made it,
-        # no pin needed), so the planned roots are those approved above plus it.
+        # The stack's own CA first: the load balancers trust it (the stack made it, no pin
+        # needed), so the planned roots are those approved above plus it. It is declared
+        # whenever the cluster generates its CA (manage_certificate: false keeps it, so
+        # turning that back on moves no node), but trusted only where it is or will be used:
+        # this cluster writes certificates from it, or some node already publishes a root CA
+        # with its subject (settled by fingerprint in ApplianceRootCA). Otherwise it would be
+        # a trust anchor that no node uses, whose key is in the state.
         self.stack_ca: StackIssuingCA | None = None
         planned: Any = approved.trusted_root_cas
         stack_ca_pem = None
@@ -279,8 +297,12 @@ class AccessTrust(pulumi.ComponentResource):
                 names("issuing-ca"),
                 cluster=cluster.name,
                 service_fqdn=cluster.service_fqdn,
+                published_claims=approved.stack_ca_claims,
                 opts=names.options("issuing-ca", child),
             )
+        if self.stack_ca is not None and (
+            cluster.writes_certificates or _publishes_stack_ca_subject(cluster, observation)
+        ):
             stack_ca_pem = self.stack_ca.certificate_pem
             planned = stack_ca_pem.apply(
                 lambda pem: with_stack_ca(

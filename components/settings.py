@@ -465,8 +465,19 @@ def parse_settings(
     if cluster_objects and lb_objects:
         allowed = {*_TOP_LEVEL_KEYS, _DEFAULT_ADMIN_PASSWORD_KEY, _DEFAULT_BIGIP_PASSWORD_KEY}
         allowed.update(parser.password_keys)
+        generating = [cluster.name for cluster in clusters if cluster.generates_ca]
         for key in raw:
-            if key not in allowed:
+            if key == "sshIssuingCaKey" and key not in allowed and generating:
+                # Left over from the operator's CA: say why it is no longer read.
+                report.add(
+                    key,
+                    f"is set, but cluster(s) {', '.join(generating)} use ssh.issuing_ca: "
+                    "generated, which needs no key: the program makes the stack's own CA and "
+                    "keeps its key only as a secret in the stack state, so this key would never "
+                    "be read. Remove it (`pulumi config rm sshIssuingCaKey`); if you meant your "
+                    "own CA, give its PEM in ssh.issuing_ca or ssh.issuing_ca_path instead.",
+                )
+            elif key not in allowed:
                 report.add(key, _unknown_key(key, sorted(allowed), top_level=True))
 
     if report.lines:

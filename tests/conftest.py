@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pickle
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -31,6 +32,21 @@ def _fast_timeouts(monkeypatch: pytest.MonkeyPatch) -> None:
     # Fault tests hang a node on purpose; a short client timeout keeps them quick.
     monkeypatch.setenv("WS1_ACCESS_HTTP_TIMEOUT", "2")
     monkeypatch.delenv("WS1_ACCESS_ADMIN_PASSWORD", raising=False)
+
+
+# The SDK's serialize_provider (pulumi/dynamic/dynamic.py) wraps pickle._Pickler._batch_setitems
+# in a sorting wrapper on every call and never restores it, so each call adds one stack frame
+# to every later dict pickled in the process (pulumi/pulumi#17803 reports the RecursionError).
+# A program run serializes once per dynamic resource; this one pytest process serializes for
+# every run of every test, and after ~1000 runs pickling a provider overflows the stack.
+# Restored after each test: the SDK's next call wraps the original again, as in a fresh run.
+_BATCH_SETITEMS = pickle._Pickler._batch_setitems  # type: ignore[attr-defined]
+
+
+@pytest.fixture(autouse=True)
+def _unwrap_the_sdks_pickler() -> Iterator[None]:
+    yield
+    pickle._Pickler._batch_setitems = _BATCH_SETITEMS  # type: ignore[attr-defined]
 
 
 def _make_ca_pem(name: str) -> str:

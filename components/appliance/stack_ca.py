@@ -22,6 +22,7 @@ the providers that get it as an input).
 from __future__ import annotations
 
 import datetime
+import hashlib
 from typing import Any
 
 import pulumi
@@ -41,7 +42,13 @@ from pulumi.dynamic import (
 from components import pki
 from components.dynamic import TrustProvider, is_unknown
 
-__all__ = ["StackIssuingCA", "StackIssuingCAProvider", "stack_ca_subject"]
+__all__ = [
+    "PRODUCER",
+    "StackIssuingCA",
+    "StackIssuingCAProvider",
+    "named_like_a_stack_ca",
+    "stack_ca_subject",
+]
 
 PRODUCER = "ws1-access-lb-trust"
 # NIST SP 800-57 Part 1 puts RSA 3072 at 128-bit security, acceptable beyond 2030; ten years
@@ -55,16 +62,36 @@ _COMMON_NAME_LIMIT = 64  # RFC 5280, ub-common-name
 def stack_ca_subject(service_fqdn: str) -> x509.Name:
     """The subject of the stack CA for a cluster: the program knows it while it runs (the
     certificate it does not), so it tells which published root CAs may be the stack's own.
-    That is only a first sort: a root is the stack's own when its fingerprint is."""
+    That is only a first sort: a root is the stack's own when its fingerprint is.
+
+    A service FQDN too long for the CN whole is cut, and the first 8 hex digits of its
+    SHA-256 are kept, so two long FQDNs that share a prefix still get different subjects."""
     common_name = f"{service_fqdn} {PRODUCER} CA"
     if len(common_name) > _COMMON_NAME_LIMIT:
-        common_name = f"{PRODUCER} CA {service_fqdn}"[:_COMMON_NAME_LIMIT]
+        digest = hashlib.sha256(service_fqdn.encode()).hexdigest()[:8]
+        head = f"{PRODUCER} CA {digest} "
+        common_name = head + service_fqdn[: _COMMON_NAME_LIMIT - len(head)]
     return x509.Name(
         [
             x509.NameAttribute(NameOID.ORGANIZATION_NAME, PRODUCER),
             x509.NameAttribute(NameOID.COMMON_NAME, common_name),
         ]
     )
+
+
+def named_like_a_stack_ca(name: x509.Name) -> bool:
+    """True for a subject this program gives the CAs it generates (organization PRODUCER),
+    whatever service FQDN it was made for: e.g. the CA of a cluster's earlier service_fqdn.
+    A hint for the operator's message only, never a reason to trust."""
+    organizations = name.get_attributes_for_oid(NameOID.ORGANIZATION_NAME)
+    return any(attribute.value == PRODUCER for attribute in organizations)
+
+
+def _impostor_refusal(cluster: str, claims: dict[str, str], own: str) -> str:
+    # observation.py imports this module (named_like_a_stack_ca): imported late, no cycle.
+    from components.appliance.observation import impostor_refusal
+
+    return impostor_refusal(cluster, claims, own)
 
 
 def _generate(service_fqdn: str) -> tuple[x509.Certificate, str]:
@@ -109,11 +136,23 @@ class StackIssuingCAProvider(TrustProvider):
     """Generates once; afterwards the state IS the CA, so there is nothing to compare with,
     read back or remove anywhere else."""
 
-    def check(self, _olds: dict[str, Any], news: dict[str, Any]) -> CheckResult:
+    def check(self, olds: dict[str, Any], news: dict[str, Any]) -> CheckResult:
         failures = []
         name = news.get("service_fqdn")
         if not is_unknown(name) and not name:
             failures.append(CheckFailure("service_fqdn", "the cluster's service FQDN is required."))
+        claims = news.get("published_claims")
+        if not olds and claims and not is_unknown(claims):
+            # About to be created (no prior inputs: the engine's Check for a new resource),
+            # while nodes already publish an unpinned root CA with this CA's subject (a lost
+            # state, say). A CA that does not exist yet cannot be theirs: ApplianceRootCA would
+            # refuse it anyway, but only after this create; refused here, no CA is made.
+            refusal = _impostor_refusal(
+                str(news.get("cluster")),
+                {str(fqdn): str(sha256) for fqdn, sha256 in claims.items()},
+                "not generated yet: a new one would be made in this run",
+            )
+            failures.append(CheckFailure("published_claims", refusal))
         return CheckResult(news, failures)
 
     def create(self, props: dict[str, Any]) -> CreateResult:
@@ -149,6 +188,8 @@ class StackIssuingCAProvider(TrustProvider):
     def read(self, id_: str, props: dict[str, Any]) -> ReadResult:
         # The CA exists only in the state: nothing outside it to refresh from. The key comes
         # back as it went in; the engine marks it secret again (annotateSecrets, module doc).
+        # A `pulumi import` or `.get` passes no prior outputs (the SDK's dynamic host, Read,
+        # falls back to the declared inputs), so it cannot adopt a CA: README, state loss.
         return ReadResult(id_=id_, outs=dict(props))
 
     def delete(self, _id: str, _props: dict[str, Any]) -> None:
@@ -169,11 +210,16 @@ class StackIssuingCA(pulumi.dynamic.Resource, module="ws1", name="StackIssuingCA
         *,
         cluster: str,
         service_fqdn: str,
+        published_claims: dict[str, str] | None = None,
         opts: pulumi.ResourceOptions | None = None,
     ) -> None:
         props: dict[str, Any] = {
             "cluster": cluster,
             "service_fqdn": service_fqdn,
+            # Node -> unpinned root CA it publishes under this CA's subject (the program's
+            # stack_ca_claims): judged by `check` only when the CA is about to be created;
+            # `diff` ignores it, so it never changes an existing CA.
+            "published_claims": published_claims or {},
             # Output-only: known once generated (unknown in the preview that creates it).
             "certificate_pem": None,
             "sha256": None,

@@ -10,7 +10,13 @@ from typing import Any
 
 import yaml
 
-from components.settings import PROJECT, Settings, SettingsError, parse_settings
+from components.settings import (
+    PROJECT,
+    SSH_SECRET_VARIABLES,
+    Settings,
+    SettingsError,
+    parse_settings,
+)
 
 __all__ = ["StackFile", "StackFileError", "read_stack_file"]
 
@@ -28,6 +34,9 @@ class StackFile:
     name: str
     path: Path
     settings: Settings
+    # Clusters whose ssh route issues from the stack's own CA (`ssh.issuing_ca: generated`):
+    # the audit cannot know that CA's fingerprint (it is in the state), only its subject.
+    stack_ca_clusters: frozenset[str] = frozenset()
 
 
 def read_stack_file(path: Path) -> StackFile:
@@ -77,7 +86,19 @@ def read_stack_file(path: Path) -> StackFile:
         )
     except SettingsError as error:
         raise StackFileError(f"stack file {path}: {error}") from None
-    return StackFile(_stack_name(path), path, settings)
+    return StackFile(_stack_name(path), path, settings, _stack_ca_clusters(raw))
+
+
+def _stack_ca_clusters(raw: dict[str, Any]) -> frozenset[str]:
+    clusters = raw.get("clusters")
+    return frozenset(
+        str(cluster.get("name"))
+        for cluster in (clusters if isinstance(clusters, list) else [])
+        if isinstance(cluster, Mapping)
+        and cluster.get("certificate_method") == "ssh"
+        and isinstance(cluster.get("ssh"), Mapping)
+        and cluster["ssh"].get("issuing_ca") == "generated"
+    )
 
 
 def _without_write_routes(raw: dict[str, Any]) -> dict[str, Any]:
@@ -87,13 +108,24 @@ def _without_write_routes(raw: dict[str, Any]) -> dict[str, Any]:
     The audit never writes a certificate, so nothing of a route is used; and its files (the
     issuing CA, the Lifecycle management CA) may exist only where `pulumi up` runs, not on a
     monitoring host. Everything the audit judges (nodes, names, pins, load balancers) stays.
+    The routes' secret keys go too (their default names, and those a route names), or they
+    would be unknown keys without the route that names them.
     """
     clusters = raw.get("clusters")
     if not isinstance(clusters, list):
         return raw
+    route_secrets = set(SSH_SECRET_VARIABLES)
     stripped: list[Any] = []
     for cluster in clusters:
         if isinstance(cluster, Mapping):
+            for route in ("ssh", "lifecycle_manager"):
+                settings = cluster.get(route)
+                if isinstance(settings, Mapping):
+                    route_secrets.update(
+                        str(value)
+                        for key, value in settings.items()
+                        if str(key).endswith("_key") and isinstance(value, str)
+                    )
             cluster = {
                 key: value
                 for key, value in cluster.items()
@@ -108,7 +140,15 @@ def _without_write_routes(raw: dict[str, Any]) -> dict[str, Any]:
                     for node in nodes
                 ]
         stripped.append(cluster)
-    return {**raw, "clusters": stripped}
+    # A key a route shares with what the audit reads (the admin password, for --appliance)
+    # stays.
+    route_secrets -= {"applianceAdminPassword"} | {
+        str(cluster.get("admin_password_key"))
+        for cluster in clusters
+        if isinstance(cluster, Mapping)
+    }
+    kept = {key: value for key, value in raw.items() if key not in route_secrets}
+    return {**kept, "clusters": stripped}
 
 
 def _stack_name(path: Path) -> str:

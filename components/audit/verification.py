@@ -25,6 +25,7 @@ from components import pki
 from components.access_trust import node_addresses, required_names
 from components.appliance.client import NodeAddress, ServedNode
 from components.appliance.observation import NodeResult, observe_nodes
+from components.appliance.stack_ca import stack_ca_subject
 from components.audit.appliance_side import ApplianceTrust, read_appliance_trust
 from components.audit.device_trust import DeviceTrust, read_device_trust
 from components.audit.stack_files import StackFile
@@ -173,7 +174,12 @@ def run_audit(
             lbs = settings.load_balancers_for(cluster.name)
             lb_trusts = [trusts[(index, lb.name)] for lb in lbs]
             judge = _ClusterJudge(
-                cluster, cluster_results, settings.expiry_warning_days, moment, appliance_trusts
+                cluster,
+                cluster_results,
+                settings.expiry_warning_days,
+                moment,
+                appliance_trusts,
+                generated_ca=cluster.name in stack.stack_ca_clusters,
             )
             for lb, trust in zip(lbs, lb_trusts, strict=True):
                 for address in cluster_addresses:
@@ -192,8 +198,14 @@ class _ClusterJudge:
         horizon_days: int,
         now: datetime,
         appliance_trusts: Mapping[NodeAddress, ApplianceTrust],
+        *,
+        generated_ca: bool = False,
     ) -> None:
         self.cluster = cluster
+        # `ssh.issuing_ca: generated`: the stack's own CA is approved by the program without a
+        # pin, by its fingerprint in the state, which the audit does not read. Its subject (the
+        # program's own stack_ca_subject) is all the audit can know of it.
+        self.stack_ca_subject = stack_ca_subject(cluster.service_fqdn) if generated_ca else None
         self.appliance_trusts = appliance_trusts
         self.results = results
         self.horizon_days = horizon_days
@@ -237,10 +249,15 @@ class _ClusterJudge:
             root_sha256 = result.root_ca_sha256
             if trust.unknown is None:
                 fail.extend(self._chain(result, lb, trust, name))
-            fail.extend(self._names_and_pins(result))
+            fail.extend(self._names(result))
+            pin_fail, pin_unknown = self._pin(result)
+            fail.extend(pin_fail)
+            unknown.extend(pin_unknown)
             warn.extend(self._expiry(result))
             warn.extend(self._agreement(result))
-            warn.extend(self._unpinned_trust(lb, trust))
+            trust_warn, trust_unknown = self._unpinned_trust(lb, trust)
+            warn.extend(trust_warn)
+            unknown.extend(trust_unknown)
             side = self.appliance_trusts.get(address)
             if side is not None and side.problem:
                 fail.append(side.problem)
@@ -295,7 +312,7 @@ class _ClusterJudge:
             return [str(error)]
         return []
 
-    def _names_and_pins(self, node: ServedNode) -> list[str]:
+    def _names(self, node: ServedNode) -> list[str]:
         problems = []
         try:
             pki.check_server_names(
@@ -311,12 +328,33 @@ class _ClusterJudge:
                 f"node {node.fqdn} serves a certificate that the root CA it publishes "
                 f"({node.root_ca_sha256}) did not issue (a custom certificate from another CA?)."
             )
-        if self.pins and node.root_ca_sha256 not in self.pins:
-            problems.append(
-                f"node {node.fqdn} publishes root CA {node.root_ca_sha256}, which the stack "
-                "does not pin (root_ca_sha256)."
-            )
         return problems
+
+    def _pin(self, node: ServedNode) -> tuple[list[str], list[str]]:
+        """(failures, unknowns) of the pin rule: an unpinned root CA fails, unless it may be
+        the stack's own CA, which the audit can neither confirm nor refuse."""
+        if not self.pins or node.root_ca_sha256 in self.pins:
+            return [], []
+        said = f"node {node.fqdn} publishes root CA {node.root_ca_sha256}"
+        if self._may_be_stack_ca(node.root_ca):
+            return [], [f"{said}, {self._stack_ca_advice()}"]
+        return [f"{said}, which the stack does not pin (root_ca_sha256)."], []
+
+    def _may_be_stack_ca(self, certificate: x509.Certificate | None) -> bool:
+        return (
+            self.stack_ca_subject is not None
+            and certificate is not None
+            and certificate.subject == self.stack_ca_subject
+        )
+
+    def _stack_ca_advice(self) -> str:
+        return (
+            "which carries the subject of this stack's own CA (ssh.issuing_ca: generated), "
+            "approved by the program by its fingerprint in the stack state, which this audit "
+            "does not read: compare it with the stack output root_ca_sha256s (`pulumi stack "
+            f"output {self.cluster.name}`) and pin it in root_ca_sha256 (the program accepts "
+            "the pin) to make this check conclusive."
+        )
 
     def _expiry(self, node: ServedNode) -> list[str]:
         warnings = []
@@ -357,14 +395,21 @@ class _ClusterJudge:
             f"{node.root_ca_sha256}, {others}."
         ]
 
-    def _unpinned_trust(self, lb: LoadBalancer, trust: DeviceTrust) -> list[str]:
+    def _unpinned_trust(self, lb: LoadBalancer, trust: DeviceTrust) -> tuple[list[str], list[str]]:
+        """(warnings, unknowns): a trusted root CA the stack does not pin is a warning, one
+        that may be the stack's own CA cannot be judged here (see _pin)."""
         if not self.pins:
-            return []
+            return [], []
         extra = [s for s in trust.trusted_sha256s if s not in self.pins and s != self.incoming]
-        return [
-            f"load balancer {lb.name} also trusts {sha256}, which the stack does not pin."
-            for sha256 in extra
-        ]
+        held = dict(zip(trust.trusted_sha256s, trust.trusted, strict=False))
+        warnings, unknowns = [], []
+        for sha256 in extra:
+            said = f"load balancer {lb.name} also trusts {sha256}"
+            if self._may_be_stack_ca(held.get(sha256) or self.known.get(sha256)):
+                unknowns.append(f"{said}, {self._stack_ca_advice()}")
+            else:
+                warnings.append(f"{said}, which the stack does not pin.")
+        return warnings, unknowns
 
     def facts(self, stack: str, trusts: Sequence[DeviceTrust]) -> ClusterFacts:
         nodes = []

@@ -15,12 +15,14 @@ import json
 import logging
 from typing import Any
 
+import yaml
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.x509.oid import NameOID
 
 from components import pki
 from components.appliance.stack_ca import stack_ca_subject
+from components.audit.__main__ import main as audit_main
 from emulators._certs import CertificateAuthority
 from tests.harness.lifecycle import PROVIDER_KEY, UNKNOWN
 from tests.program.scenarios import CERTIFICATE_TYPE, SERVICE, node_fqdn
@@ -94,10 +96,29 @@ def test_first_up_trusts_the_stack_ca_first_then_moves_every_node_to_it(tmp_path
         assert all(node in said for node in NODES)
         assert not any("gets a new certificate" in line for line in preview.warnings)
 
+        # What each load balancer's bundle file holds at the moment each node installs
+        # (recorded by the node's SSH server as it runs the install script).
+        at_install: list[tuple[str, dict[str, list[str]]]] = []
+        for server in w.servers:
+            restart = server._restart_with
+
+            def recording(*args: Any, _restart: Any = restart, _fqdn: str = server.node.fqdn):
+                at_install.append((_fqdn, {lb: w.trusted(lb) for lb in ("proxy-a", "proxy-b")}))
+                return _restart(*args)
+
+            server._restart_with = recording  # type: ignore[method-assign]
+
         first = expect_ok(w.up())
         ca = w.stack_ca()
-        # The order the resources were registered (and so run) in: the CA, then the planned
-        # trust, then the nodes (which also wait on every trust store: depends_on).
+        # Every load balancer trusted the stack CA before the first node installed (and so
+        # before any node served from it), next to the appliance's root CA that the nodes
+        # not yet moved still serve from.
+        assert [fqdn for fqdn, _ in at_install] == NODES
+        for _fqdn, bundles in at_install:
+            for held in bundles.values():
+                assert set(held) == {w.emulator.root_ca_sha256, ca["sha256"]}, bundles
+        # The order the resources were registered in: the CA, then the planned trust, then
+        # the nodes (which also wait on every trust store: depends_on).
         registered = list(first.resources)
         ca_urn = next(u for u in registered if u.endswith("issuing-ca"))
         root_urn = next(u for u in registered if u.endswith("root-ca"))
@@ -144,7 +165,8 @@ def test_first_up_trusts_the_stack_ca_first_then_moves_every_node_to_it(tmp_path
         assert "issuing_ca_key_pem" in cert_state.secrets
         assert cert_state.inputs["issuing_ca_key_pem"] == ca["private_key_pem"]
         assert "issuing_ca_key_pem" not in cert_state.outputs
-        assert cert_state.inputs["route"]["issuing_ca_key_key"] == ""
+        assert cert_state.inputs["route"]["issuing_ca"] == "generated"
+        assert "issuing_ca_key_key" not in cert_state.inputs["route"]
 
         # Second up: the nodes all publish the stack CA now (no pin needed), so the appliance's
         # old root CA leaves the bundles; nothing is written to any node, no SSH login.
@@ -234,3 +256,168 @@ def test_a_missing_ssh_password_stops_preview_and_no_ca_key_is_asked_for(tmp_pat
         assert failed.error is not None and "sshPassword" in failed.error
         assert "IssuingCaKey" not in failed.error and "ISSUING_CA_KEY" not in failed.error
         assert failed.resources == {} and w.total("connections") == 0
+
+
+def audit_rows(w: SshWorld, capsys: Any, config: dict[str, Any] | None = None) -> list[dict]:
+    """`python -m components.audit` over the stack file as an operator keeps it (secrets as
+    `secure:` values, never decrypted by the audit)."""
+    config = config if config is not None else w.stack.config
+    entries: dict[str, Any] = {}
+    for key, value in config.items():
+        entries[f"ws1-access-lb-trust:{key}"] = (
+            {"secure": "v1:AAAA"} if key in w.stack.secret_keys else value
+        )
+    stack_file = w.directory / "Pulumi.local.yaml"
+    stack_file.write_text(yaml.safe_dump({"config": entries}))
+    capsys.readouterr()
+    code = audit_main([str(stack_file), "--json"])
+    rows: list[dict] = json.loads(capsys.readouterr().out)["rows"]
+    assert code == max((VERDICT_CODES[row["verdict"]] for row in rows), default=3)
+    return rows
+
+
+VERDICT_CODES = {"OK": 0, "WARN": 1, "FAIL": 2, "UNKNOWN": 3}
+
+
+def test_the_audit_of_a_generated_ca_cluster_is_unknown_until_the_stack_ca_is_pinned(
+    tmp_path, capsys
+):
+    with ssh_world(tmp_path, generated_ca=True) as w:
+        expect_ok(w.up())
+        expect_ok(w.up())  # settle: the appliance's old root CA leaves the bundles
+        ca = w.stack_ca()
+        assert w.trusted("proxy-a") == [ca["sha256"]]
+
+        # The audit knows the stack file only: the stack CA is named like the stack's own,
+        # so it is neither failed nor passed, and the operator is told how to settle it.
+        rows = audit_rows(w, capsys)
+        assert len(rows) == 6  # 2 load balancers x 3 nodes
+        assert {row["verdict"] for row in rows} == {"UNKNOWN"}, rows
+        for row in rows:
+            node_line = f"node {row['node']} publishes root CA {ca['sha256']}"
+            assert any(
+                reason.startswith(node_line)
+                and "root_ca_sha256s" in reason
+                and "pin it in root_ca_sha256" in reason
+                for reason in row["reasons"]
+            ), row["reasons"]
+            assert any(
+                f"load balancer {row['load_balancer']} also trusts {ca['sha256']}" in reason
+                for reason in row["reasons"]
+            ), row["reasons"]
+            assert not any("does not pin" in reason for reason in row["reasons"])
+
+        # The same root CA on a cluster that does not generate its CA: a plain unpinned root.
+        operator = json.loads(json.dumps(w.stack.config))
+        operator["clusters"][0]["certificate_method"] = "none"
+        rows = audit_rows(w, capsys, operator)
+        assert {row["verdict"] for row in rows} == {"FAIL"}, rows
+        assert all(
+            any("which the stack does not pin" in reason for reason in row["reasons"])
+            for row in rows
+        )
+
+        # Pinned (from the stack output), the program accepts it and the audit passes.
+        w.cluster["root_ca_sha256"] = [*w.cluster["root_ca_sha256"], ca["sha256"]]
+        pinned = expect_ok(w.up())
+        assert pinned.outputs["local"]["root_ca_sha256s"] == [ca["sha256"]]
+        assert (w.total("connections"), w.emulator.writes()) == (0, 0)
+        assert w.trusted("proxy-a") == w.trusted("proxy-b") == [ca["sha256"]]
+        rows = audit_rows(w, capsys)
+        assert {row["verdict"] for row in rows} == {"OK"}, rows
+
+
+def test_with_manage_certificate_false_the_stack_ca_is_trusted_only_where_a_node_uses_it(tmp_path):
+    with ssh_world(tmp_path, generated_ca=True) as w:
+        # A fresh stack that writes no certificate: the CA is made (so turning
+        # manage_certificate on later moves the nodes without a new CA), but no load
+        # balancer trusts it: no node uses it, and its key is in the state.
+        w.cluster["manage_certificate"] = False
+        fresh = expect_ok(w.up())
+        [ca_state] = fresh.of_type(STACK_CA_TYPE)
+        assert ca_state.outputs["sha256"]
+        assert w.trusted("proxy-a") == w.trusted("proxy-b") == [w.emulator.root_ca_sha256]
+        assert fresh.outputs["local"]["root_ca_sha256s"] == [w.emulator.root_ca_sha256]
+        [root_state] = fresh.of_type(ROOT_CA_TYPE)
+        assert "stack_ca_pem" not in root_state.inputs
+        assert (w.total("connections"), w.total("installs")) == (0, 0)
+
+        # Turned on: the same CA, trusted first, then every node moves to it.
+        w.cluster["manage_certificate"] = True
+        expect_ok(w.up())
+        expect_ok(w.up())  # settle
+        ca = w.stack_ca()
+        assert ca["sha256"] == ca_state.outputs["sha256"]
+        assert issued_by(w, ca["certificate_pem"]) == NODES
+        assert w.trusted("proxy-a") == [ca["sha256"]]
+
+        # Off again with every node on the stack CA: still trusted, the trust unchanged.
+        w.cluster["manage_certificate"] = False
+        off = expect_ok(w.up())
+        assert w.trusted("proxy-a") == w.trusted("proxy-b") == [ca["sha256"]]
+        assert w.stack_ca() == ca
+        root_urn = next(urn for urn in off.resources if urn.endswith("root-ca"))
+        assert root_urn not in off.changed()
+        assert not any(":PemTrustBundle" in urn or "proxy-" in urn for urn in off.changed())
+        assert (w.total("connections"), w.total("installs"), w.emulator.writes()) == (0, 0, 0)
+        assert off.outputs["local"]["root_ca_sha256s"] == [ca["sha256"]]
+
+
+def test_a_new_service_fqdn_names_the_previous_stack_ca_and_moves_once_it_is_pinned(tmp_path):
+    with ssh_world(tmp_path, generated_ca=True) as w:
+        expect_ok(w.up())
+        expect_ok(w.up())
+        old = w.stack_ca()
+        before = {lb: w.trusted(lb) for lb in ("proxy-a", "proxy-b")}
+
+        renamed = "ws1-renamed.local.test"
+        w.cluster["service_fqdn"] = renamed
+        w.reset_counters()
+        failed = w.stack.preview()
+        assert failed.error is not None
+        for node in NODES:
+            assert f"node {node} publishes root CA {old['sha256']}" in failed.error
+        assert "PREVIOUS CA" in failed.error and "earlier service_fqdn" in failed.error
+        assert "pin it in root_ca_sha256" in failed.error
+        assert "regenerated on purpose" not in failed.error
+        assert failed.resources == {}
+
+        # Pinned as told: the new CA is trusted first, every node moves to it.
+        w.cluster["root_ca_sha256"] = [*w.cluster["root_ca_sha256"], old["sha256"]]
+        expect_ok(w.up())
+        new = w.stack_ca()
+        assert new["sha256"] != old["sha256"] and new["service_fqdn"] == renamed
+        assert issued_by(w, new["certificate_pem"]) == NODES
+        assert w.off_trust() == []
+        assert w.installs() == dict.fromkeys(NODES, 1)
+        assert {lb: w.trusted(lb) for lb in ("proxy-a", "proxy-b")} != before
+
+
+def test_after_a_lost_state_the_refused_up_creates_no_ca(tmp_path):
+    with ssh_world(tmp_path, generated_ca=True) as w:
+        expect_ok(w.up())
+        expect_ok(w.up())
+        old = w.stack_ca()
+        before = {lb: w.trusted(lb) for lb in ("proxy-a", "proxy-b")}
+        w.stack.state.clear()  # the state is lost; the nodes still serve from the old CA
+
+        failed = w.up()
+        assert failed.error is not None
+        assert f"publishes root CA {old['sha256']}" in failed.error
+        assert "not generated yet" in failed.error and "root_ca_sha256" in failed.error
+        # Refused while checking the CA, before it was made: nothing in the state, nothing
+        # written anywhere.
+        assert not any(r.type.endswith(STACK_CA_TYPE) for r in w.stack.state.values())
+        assert {lb: w.trusted(lb) for lb in ("proxy-a", "proxy-b")} == before
+        assert (w.total("connections"), w.total("installs")) == (0, 0)
+
+        # Pinned, as the refusal says (and the bundle files, which the lost state wrote,
+        # adopted): a new CA, and every node moves to it.
+        w.cluster["root_ca_sha256"] = [*w.cluster["root_ca_sha256"], old["sha256"]]
+        for lb in w.stack.config["load_balancers"]:
+            lb["adopt_existing_file"] = True
+        expect_ok(w.up())
+        new = w.stack_ca()
+        assert new["sha256"] != old["sha256"]
+        assert issued_by(w, new["certificate_pem"]) == NODES
+        assert w.off_trust() == []

@@ -191,6 +191,18 @@ def test_issuing_ca_generated_refuses_a_ca_file_or_a_ca_key_beside_it() -> None:
     assert len(lines) == 2, lines
 
 
+def test_a_leftover_ca_key_beside_issuing_ca_generated_says_why_it_is_not_read() -> None:
+    """Switching from your own CA to generated with sshIssuingCaKey still set."""
+    config = raw(ssh={"user": "sshuser", "issuing_ca": "generated"})
+    config["sshIssuingCaKey"] = "(set)"
+    with pytest.raises(SettingsError) as refused:
+        parse_settings(config, SECRETS | {f"{PROJECT}:sshIssuingCaKey"})
+    [line] = refused.value.problems
+    assert line.startswith(f"- {PROJECT}:sshIssuingCaKey: is set, but cluster(s) ws1 use")
+    assert "generated, which needs no key" in line and "Remove it" in line
+    assert "unknown key" not in line
+
+
 def test_issuing_ca_generated_is_for_the_ssh_route_only(tmp_path: Path) -> None:
     (tmp_path / "lcm-ca.pem").write_text(CA)
     config = raw(

@@ -3,6 +3,8 @@ approves it by fingerprint (never by name). No network: nodes are ServedNode val
 
 from __future__ import annotations
 
+import hashlib
+
 import pytest
 from pulumi.output import Unknown
 
@@ -10,7 +12,11 @@ from components import pki
 from components.appliance.client import ServedNode
 from components.appliance.observation import ClusterObservation, TrustDecisionError, decide_trust
 from components.appliance.root_ca import ApplianceRootCAProvider
-from components.appliance.stack_ca import StackIssuingCAProvider, stack_ca_subject
+from components.appliance.stack_ca import (
+    StackIssuingCAProvider,
+    named_like_a_stack_ca,
+    stack_ca_subject,
+)
 from emulators._certs import CertificateAuthority
 
 SERVICE = "ws1.corp.example"
@@ -77,6 +83,22 @@ def test_a_long_service_fqdn_still_makes_a_common_name_within_64_characters() ->
     )
 
 
+def test_long_service_fqdns_with_the_same_prefix_get_their_own_subjects() -> None:
+    prefix = "ws1-access-" + "b" * 40
+    first, second = f"{prefix}.one.corp.example", f"{prefix}.two.corp.example"
+    subjects = {stack_ca_subject(fqdn) for fqdn in (first, second)}
+    assert len(subjects) == 2
+    for fqdn in (first, second):
+        [cn] = [a for a in stack_ca_subject(fqdn) if a.oid._name == "commonName"]
+        digest = hashlib.sha256(fqdn.encode()).hexdigest()[:8]
+        assert len(str(cn.value)) <= 64 and digest in str(cn.value)
+        assert named_like_a_stack_ca(stack_ca_subject(fqdn))
+    # A short FQDN keeps its readable name, without a hash.
+    [short] = [a for a in stack_ca_subject(SERVICE) if a.oid._name == "commonName"]
+    assert short.value == f"{SERVICE} ws1-access-lb-trust CA"
+    assert not named_like_a_stack_ca(CertificateAuthority.create().certificate.subject)
+
+
 def test_the_stack_ca_is_trusted_without_a_pin_and_only_by_its_fingerprint() -> None:
     appliance = CertificateAuthority.create()
     stack_ca = stack_ca_as_authority(created())
@@ -131,3 +153,28 @@ def test_root_ca_check_refuses_a_claim_in_preview_known_or_not() -> None:
     news["stack_ca_claims"] = {NODES[0]: stack_ca["sha256"]}
     [failure] = provider.check({}, news).failures
     assert "not generated yet" in failure.reason
+
+
+def test_check_refuses_to_create_a_ca_that_nodes_already_claim_but_never_an_existing_one() -> None:
+    provider = StackIssuingCAProvider()
+    news = {"cluster": "ws1", "service_fqdn": SERVICE, "published_claims": {NODES[0]: "AB:CD"}}
+    [failure] = provider.check({}, news).failures
+    assert failure.property == "published_claims"
+    assert f"node {NODES[0]} publishes root CA AB:CD" in failure.reason
+    assert "not generated yet" in failure.reason
+    # The CA exists (prior inputs): its claims are for ApplianceRootCA to settle by fingerprint.
+    assert provider.check({"cluster": "ws1", "service_fqdn": SERVICE}, news).failures == []
+    assert provider.check({}, {**news, "published_claims": {}}).failures == []
+
+
+def test_decide_trust_takes_the_stack_ca_or_its_subject_never_both() -> None:
+    stack_ca = stack_ca_as_authority(created())
+    nodes = observation(served(NODES[0], stack_ca))
+    with pytest.raises(ValueError, match="not both"):
+        decide_trust(
+            nodes,
+            [],
+            True,
+            stack_ca=stack_ca.certificate,
+            stack_ca_subject=stack_ca_subject(SERVICE),
+        )

@@ -75,8 +75,9 @@ class SshInstallRoute(CertificateRoute):
 
     @property
     def _stack_ca(self) -> bool:
-        """True when the stack's own CA issues: its route input names no key config key."""
-        return not self._route.get("issuing_ca_key_key")
+        """True when the stack's own CA issues (route input `issuing_ca: generated`, set by
+        access_trust.route_input); its key is then the resource's secret input."""
+        return self._route.get("issuing_ca") == "generated"
 
     def _secret(self, setting: str) -> str | None:
         default = {
