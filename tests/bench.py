@@ -234,12 +234,12 @@ def print_scenario_counts() -> int:
 
 @contextmanager
 def emulated_clusters(
-    clusters: int, nodes: int, latency: float
+    clusters: int, nodes: int, latency: float, nodes_per_process: int = _NODES_PER_EMULATOR
 ) -> Iterator[tuple[list[list[NodeAddress]], list[int]]]:
     """Emulated clusters in their own processes, as real appliances are other machines: the
     emulator's own work must not compete with the observation for this process's GIL.
 
-    At most _NODES_PER_EMULATOR nodes share a process: in one Python process the emulated
+    At most `nodes_per_process` nodes share a process: in one Python process the emulated
     nodes' TLS handshakes would run one at a time (one GIL), so a 30-node cluster would
     time that process, not the observation. The nodes of one process share a root CA; a
     cluster split over several processes has one root CA per process, which the timed
@@ -248,8 +248,8 @@ def emulated_clusters(
     parts: list[int] = []  # the cluster index of each process
     try:
         for index in range(clusters):
-            for first in range(0, nodes, _NODES_PER_EMULATOR):
-                count = min(_NODES_PER_EMULATOR, nodes - first)
+            for first in range(0, nodes, nodes_per_process):
+                count = min(nodes_per_process, nodes - first)
                 parts.append(index)
                 processes.append(
                     subprocess.Popen(  # noqa: S603 (this interpreter, fixed arguments)
@@ -504,7 +504,8 @@ def print_audit_figures() -> None:
     from components.audit.verification import Verdict, run_audit
 
     with (
-        emulated_clusters(1, 10, RTT) as (groups, _pids),
+        # One process: the audit judges one cluster (one service FQDN, one root CA).
+        emulated_clusters(1, 10, RTT, nodes_per_process=10) as (groups, _pids),
         tempfile.TemporaryDirectory() as directory,
     ):
         nodes = groups[0]

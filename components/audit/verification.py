@@ -341,10 +341,14 @@ class _ClusterJudge:
         return [f"{said}, which the stack does not pin (root_ca_sha256)."], []
 
     def _may_be_stack_ca(self, certificate: x509.Certificate | None) -> bool:
-        return (
-            self.stack_ca_subject is not None
-            and certificate is not None
-            and certificate.subject == self.stack_ca_subject
+        """A root CA with the stack CA's subject, while no pinned root CA seen here has it:
+        once the stack CA is pinned (and seen), any other with its subject is provably not
+        the stack's, and the ordinary pin rule judges it."""
+        subject = self.stack_ca_subject
+        if subject is None or certificate is None or certificate.subject != subject:
+            return False
+        return not any(
+            sha256 in self.pins and seen.subject == subject for sha256, seen in self.known.items()
         )
 
     def _stack_ca_advice(self) -> str:

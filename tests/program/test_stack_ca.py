@@ -326,6 +326,24 @@ def test_the_audit_of_a_generated_ca_cluster_is_unknown_until_the_stack_ca_is_pi
         rows = audit_rows(w, capsys)
         assert {row["verdict"] for row in rows} == {"OK"}, rows
 
+        # Once the stack CA is pinned, another root CA with its (predictable) subject is
+        # provably not it: a load balancer trusting one fails, it is not "unknown".
+        impostor = CertificateAuthority.create(subject=stack_ca_subject(SERVICE))
+        bundle = w.directory / "lb" / "proxy-a" / "trust.pem"
+        bundle.write_text(bundle.read_text() + impostor.pem)
+        rows = audit_rows(w, capsys)
+        assert {row["verdict"] for row in rows if row["load_balancer"] == "proxy-a"} != {"OK"}, rows
+        assert all(
+            any(
+                f"load balancer proxy-a also trusts {impostor.sha256}, which the stack does "
+                "not pin" in reason
+                for reason in row["reasons"]
+            )
+            for row in rows
+            if row["load_balancer"] == "proxy-a"
+        ), rows
+        assert not any("UNKNOWN" == row["verdict"] for row in rows), rows
+
 
 def test_with_manage_certificate_false_the_stack_ca_is_trusted_only_where_a_node_uses_it(tmp_path):
     with ssh_world(tmp_path, generated_ca=True) as w:
