@@ -88,6 +88,17 @@ def test_a_node_missing_a_san_gets_a_new_certificate_and_only_that_node(tmp_path
         assert w.off_trust() == []
 
 
+def test_changing_only_the_restart_timeout_plans_no_update(tmp_path):
+    """How long to wait for a node is how a run behaves, not what the nodes serve."""
+    with ssh_world(tmp_path) as w:
+        expect_ok(w.up())
+        expect_ok(w.up())  # settle
+        w.cluster["ssh"]["restart_timeout_seconds"] = 90
+        assert expect_ok(w.stack.preview()).changed() == {}
+        assert expect_ok(w.up()).changed() == {}
+        assert (w.total("connections"), w.emulator.writes()) == (0, 0)
+
+
 def test_a_new_root_ca_on_issue_stops_at_the_first_node(tmp_path):
     """The outage guard holds for this route: the load balancers are told to expect another
     CA (incoming_root_ca) than the one the route issues from, so the first node's new

@@ -342,7 +342,7 @@ def test_the_audit_of_a_generated_ca_cluster_is_unknown_until_the_stack_ca_is_pi
             for row in rows
             if row["load_balancer"] == "proxy-a"
         ), rows
-        assert not any("UNKNOWN" == row["verdict"] for row in rows), rows
+        assert not any(row["verdict"] == "UNKNOWN" for row in rows), rows
 
 
 def test_with_manage_certificate_false_the_stack_ca_is_trusted_only_where_a_node_uses_it(tmp_path):
