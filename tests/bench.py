@@ -260,7 +260,10 @@ def emulated_clusters(
                             "--nodes",
                             str(count),
                             "--domain",
-                            f"p{first}.c{index}.bench.test",
+                            # One process per cluster keeps the cluster's own names.
+                            f"c{index}.bench.test"
+                            if nodes <= nodes_per_process
+                            else f"p{first}.c{index}.bench.test",
                             "--latency",
                             str(latency),
                             "--key-type",
