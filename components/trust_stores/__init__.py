@@ -34,8 +34,8 @@ class ClusterTrust:
 class TrustStoreOutputs:
     """What one load balancer trusts after the change, for exports and checks."""
 
-    trusted_sha256s: pulumi.Output[list[str]]
-    object_names: pulumi.Output[list[str]]  # where the trust lives: CA object + profile, or a file
+    trusted_sha256s: pulumi.Output[Sequence[str]]
+    object_names: pulumi.Input[list[str]]  # where the trust lives: CA object + profile, or a file
     # The resources that must be in place before a node may move to these root CAs: what
     # waits for "this load balancer trusts them" depends on exactly these.
     written: Sequence[pulumi.Resource] = ()

@@ -404,12 +404,12 @@ def declare_trust(
     # reports a resource's inputs as its state, so `bundle.sha256s` (output only) is unknown
     # until `up` writes the file. The fingerprints come from the trust's root_ca_sha256s
     # instead, which are known in preview and describe exactly the bundle written (create
-    # and update write `root_ca_bundle_pem` byte for byte). Combining them with `bundle.path`
-    # (an input, so known in preview) keeps the dependency on the file: anything exported
-    # from these outputs waits for the file to be written during `up`.
-    trusted_sha256s = pulumi.Output.all(bundle.path, trust.root_ca_sha256s).apply(
-        lambda values: _as_list(values[1])
-    )
+    # and update write `root_ca_bundle_pem` byte for byte). Reached through `bundle.path`
+    # (an input, so known in preview), they keep the dependency on the file: anything
+    # exported from them waits for the file to be written during `up`. One apply per load
+    # balancer, no more: the SDK's cost grows with every output a program makes (README,
+    # "Speed").
+    trusted_sha256s = bundle.path.apply(lambda _written: trust.root_ca_sha256s)
     # `preview --diff` shows an update of this file without property lines (no detailed diff
     # from the Python host): say what is in the file and what it will hold.
     on_disk = _read_own_file(path)
@@ -419,7 +419,7 @@ def declare_trust(
         )
     return TrustStoreOutputs(
         trusted_sha256s=trusted_sha256s,
-        object_names=bundle.path.apply(lambda written: [written]),
+        object_names=[path],  # the file is the object, its path known while planning
         written=[bundle],
     )
 
@@ -436,7 +436,3 @@ def _warn_if_different(
         f"makes it trust {', '.join(wanted)}.",
         resource=bundle,
     )
-
-
-def _as_list(sha256s: Sequence[str]) -> list[str]:
-    return [str(sha256) for sha256 in sha256s]
