@@ -110,6 +110,10 @@ def _under_sdk_mocks(program: Callable[[], Any], config: Mapping[str, Any], cwd:
         loop.run_until_complete(run_in_stack(program))
     except Exception as problem:  # noqa: BLE001 reported, the benchmark stops
         return str(problem)
+    finally:
+        # Closed here, not by the garbage collector at exit, which sometimes found its
+        # self-pipe already closed and printed "Exception ignored in BaseEventLoop.__del__".
+        loop.close()
     return None
 
 
