@@ -554,6 +554,22 @@ class _Object:
         self.problem(key, f"expected true or false, got {shown}.")
         return default
 
+    def seconds(self, key: str, default: int, maximum: int) -> int:
+        """A timeout in whole seconds, from 1 to `maximum`; `default` when not set."""
+        value = self.get(key)
+        if value is None:
+            return default
+        return _integer(
+            self.report,
+            self.at(key),
+            value,
+            f"a whole number of seconds from 1 to {maximum}",
+            1,
+            maximum,
+            self.hidden,
+            default,
+        )
+
     def port(self, key: str, default: int) -> int:
         value = self.get(key)
         if value is None:
@@ -840,30 +856,8 @@ class _Parser:
                 lcm.problem(key, f"{lcm.show(text)} is not an identifier Lifecycle uses.")
                 text = None
             identifiers[key] = text or default
-        timeout = 1800
-        if lcm.get("request_timeout_seconds") is not None:
-            timeout = _integer(
-                self.report,
-                lcm.at("request_timeout_seconds"),
-                lcm.get("request_timeout_seconds"),
-                "a whole number of seconds from 1 to 86400",
-                1,
-                86400,
-                lcm.hidden,
-                1800,
-            )
-        restart = 60
-        if lcm.get("restart_timeout_seconds") is not None:
-            restart = _integer(
-                self.report,
-                lcm.at("restart_timeout_seconds"),
-                lcm.get("restart_timeout_seconds"),
-                "a whole number of seconds from 1 to 3600",
-                1,
-                3600,
-                lcm.hidden,
-                60,
-            )
+        timeout = lcm.seconds("request_timeout_seconds", 1800, 86400)
+        restart = lcm.seconds("restart_timeout_seconds", 60, 3600)
         secrets = {
             key: self.password_key(
                 lcm, key, default, what_, SSH_SECRET_VARIABLES[default], needed=True
@@ -968,19 +962,7 @@ class _Parser:
             self.generated_ca(ssh)
         else:
             issuing_ca = self.issuing_ca(ssh)
-        timeout_value = ssh.get("restart_timeout_seconds")
-        timeout = 600
-        if timeout_value is not None:
-            timeout = _integer(
-                self.report,
-                ssh.at("restart_timeout_seconds"),
-                timeout_value,
-                "a whole number of seconds from 1 to 3600",
-                1,
-                3600,
-                ssh.hidden,
-                600,
-            )
+        timeout = ssh.seconds("restart_timeout_seconds", 600, 3600)
         secrets = {}
         for key, default, what in (
             ("password_key", "sshPassword", "SSH password"),
